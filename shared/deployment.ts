@@ -1,0 +1,174 @@
+import { z } from 'zod';
+import type { Environment } from './api-keys';
+
+export const DEPLOYMENT_TYPES = ['public', 'internal', 'hybrid'] as const;
+export type DeploymentType = (typeof DEPLOYMENT_TYPES)[number];
+
+/** A deployment as the SQL functions return it (camelCase JSON). */
+export interface Deployment {
+  id: string;
+  name: string;
+  type: DeploymentType;
+  environment: Environment;
+  features: Record<string, unknown>;
+  rateLimits: RateLimits;
+  budgets: Record<string, unknown>;
+  routing: Record<string, unknown>;
+  allowedOrigins: string[];
+  monitoring: Record<string, unknown>;
+  timezone: string;
+  configVersion: number;
+  createdBy: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+const count = z.number().int().positive();
+
+export const rateLimitsSchema = z.strictObject({
+  requestsPerMinute: count.optional(),
+  requestsPerHour: count.optional(),
+  requestsPerDay: count.optional(),
+  tokensPerRequest: count.optional(),
+  tokensPerDay: count.optional(),
+  userRequestsPerMinute: count.optional(),
+  userTokensPerDay: count.optional(),
+  sessionRequestsPerDay: count.optional(),
+});
+export type RateLimits = z.infer<typeof rateLimitsSchema>;
+
+/**
+ * Defaults by deployment type, exactly seed 004 §10.4. `hybrid` starts from the public (stricter)
+ * tier; role-based tiers for hybrid callers come with the limiter.
+ */
+export const DEFAULT_RATE_LIMITS: Record<DeploymentType, Required<Pick<RateLimits, 'requestsPerMinute' | 'requestsPerHour' | 'requestsPerDay' | 'tokensPerRequest' | 'tokensPerDay'>>> = {
+  public: { requestsPerMinute: 10, requestsPerHour: 100, requestsPerDay: 1000, tokensPerRequest: 4000, tokensPerDay: 50000 },
+  internal: { requestsPerMinute: 60, requestsPerHour: 1000, requestsPerDay: 10000, tokensPerRequest: 16000, tokensPerDay: 500000 },
+  hybrid: { requestsPerMinute: 10, requestsPerHour: 100, requestsPerDay: 1000, tokensPerRequest: 4000, tokensPerDay: 50000 },
+};
+
+/** Built-in flags (seed 004 §10.2) and their defaults by type; public embeds start conservative. */
+export const DEFAULT_FEATURES: Record<DeploymentType, Record<string, boolean>> = {
+  public: { inference: true, streaming: true, smartRouting: false, multiModelComparison: false, visionEnabled: false, piiRedaction: true },
+  internal: { inference: true, streaming: true, smartRouting: true, multiModelComparison: true, visionEnabled: true, piiRedaction: false },
+  hybrid: { inference: true, streaming: true, smartRouting: true, multiModelComparison: false, visionEnabled: true, piiRedaction: true },
+};
+
+export const DEFAULT_MONITORING = {
+  alertThresholds: { errorRate: 0.05, avgLatencyMs: 3000, tokenBudgetPercent: [80, 90, 100] },
+};
+
+const flagName = z.string().regex(/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/, 'flag names are letters, digits, "_", "." or "-" (at most 64)');
+const flagValue = z.union([
+  z.boolean(),
+  z.looseObject({
+    enabled: z.boolean(),
+    rolloutPercentage: z.number().min(0).max(100).optional(),
+  }),
+]);
+export const featuresSchema = z.record(flagName, flagValue);
+
+/** An origin as browsers send it (`https://app.example.com[:port]`), `*.` wildcard subdomains, or `*`. */
+export const originSchema = z.string().refine((o) => {
+  if (o === '*') return true;
+  const m = /^(https?):\/\/(\*\.)?([A-Za-z0-9.-]+)(:\d{1,5})?$/.exec(o);
+  return m !== null && !m[3]!.startsWith('.') && !m[3]!.endsWith('.');
+}, 'must be an origin like https://app.example.com (no path), https://*.example.com, or *');
+
+export const timezoneSchema = z.string().refine((tz) => {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}, 'must be an IANA time zone such as UTC or Europe/Berlin');
+
+const jsonObject = z.record(z.string(), z.unknown());
+
+export const monitoringSchema = z.looseObject({
+  webhookUrl: z.url({ protocol: /^https?$/ }).nullable().optional(),
+  webhookFormat: z.enum(['slack', 'pagerduty']).optional(),
+  alertThresholds: jsonObject.optional(),
+});
+
+const deploymentFields = {
+  name: z.string().trim().min(1).max(100),
+  type: z.enum(DEPLOYMENT_TYPES),
+  environment: z.enum(['sandbox', 'production']),
+  features: featuresSchema,
+  rateLimits: rateLimitsSchema,
+  budgets: jsonObject,
+  routing: jsonObject,
+  allowedOrigins: z.array(originSchema).max(100),
+  monitoring: monitoringSchema,
+  timezone: timezoneSchema,
+};
+
+export const createDeploymentSchema = z.strictObject({
+  ...deploymentFields,
+  environment: deploymentFields.environment.default('sandbox'),
+  features: deploymentFields.features.optional(),
+  rateLimits: deploymentFields.rateLimits.optional(),
+  budgets: deploymentFields.budgets.optional(),
+  routing: deploymentFields.routing.optional(),
+  allowedOrigins: deploymentFields.allowedOrigins.optional(),
+  monitoring: deploymentFields.monitoring.optional(),
+  timezone: deploymentFields.timezone.default('UTC'),
+});
+export type CreateDeploymentInput = z.infer<typeof createDeploymentSchema>;
+
+/**
+ * PATCH is a JSON merge patch one level deep: `{"features": {"smartRouting": true}}` changes one
+ * flag and keeps the rest; `null` for a key inside an object removes that key.
+ */
+export const updateDeploymentSchema = z
+  .strictObject({
+    name: deploymentFields.name.optional(),
+    type: deploymentFields.type.optional(),
+    environment: deploymentFields.environment.optional(),
+    features: z.record(flagName, flagValue.nullable()).optional(),
+    rateLimits: z.record(z.string(), z.unknown()).optional(),
+    budgets: z.record(z.string(), z.unknown()).optional(),
+    routing: z.record(z.string(), z.unknown()).optional(),
+    allowedOrigins: deploymentFields.allowedOrigins.optional(),
+    monitoring: z.record(z.string(), z.unknown()).optional(),
+    timezone: deploymentFields.timezone.optional(),
+  })
+  .superRefine((patch, ctx) => {
+    if (Object.keys(patch).length === 0) ctx.addIssue({ code: 'custom', message: 'patch is empty: send at least one field' });
+    // Validate rate limits as they will be after the merge: known names, positive integers or null.
+    if (patch.rateLimits) {
+      const nonNull = Object.fromEntries(Object.entries(patch.rateLimits).filter(([, v]) => v !== null));
+      const r = rateLimitsSchema.safeParse(nonNull);
+      if (!r.success) for (const issue of r.error.issues) ctx.addIssue({ ...issue, path: ['rateLimits', ...issue.path] } as never);
+    }
+  });
+export type UpdateDeploymentInput = z.infer<typeof updateDeploymentSchema>;
+
+/** Fills what the caller left out with the defaults of the deployment's type. */
+export function withTypeDefaults(input: CreateDeploymentInput) {
+  return {
+    ...input,
+    features: { ...DEFAULT_FEATURES[input.type], ...input.features },
+    rateLimits: { ...DEFAULT_RATE_LIMITS[input.type], ...input.rateLimits },
+    budgets: input.budgets ?? {},
+    routing: input.routing ?? {},
+    allowedOrigins: input.allowedOrigins ?? [],
+    monitoring: { ...DEFAULT_MONITORING, ...input.monitoring },
+  };
+}
+
+/** Does a browser Origin match one of the deployment's allowed origins? */
+export function originAllowed(origin: string, allowed: readonly string[]): boolean {
+  const o = origin.toLowerCase();
+  return allowed.some((pattern) => {
+    const p = pattern.toLowerCase();
+    if (p === '*' || p === o) return true;
+    const star = p.indexOf('://*.');
+    if (star === -1) return false;
+    const scheme = p.slice(0, star + 3);
+    const suffix = p.slice(star + 4); // ".example.com[:port]"
+    return o.startsWith(scheme) && o.endsWith(suffix) && o.length > scheme.length + suffix.length;
+  });
+}

@@ -1,0 +1,62 @@
+import { z } from 'zod';
+
+/** Bindings every function receives (vars in wrangler.toml, secrets via `wrangler secret put`). */
+export interface Bindings {
+  SUPABASE_URL?: string;
+  SUPABASE_SERVICE_ROLE_KEY?: string;
+  UPSTASH_REDIS_REST_URL?: string;
+  UPSTASH_REDIS_REST_TOKEN?: string;
+  ADMIN_API_KEY?: string;
+  DATABASE_WEBHOOK_SECRET?: string;
+  REDIS_KEY_PREFIX?: string;
+  OPENAI_API_KEY?: string;
+  ANTHROPIC_API_KEY?: string;
+  GEMINI_API_KEY?: string;
+}
+
+const configSchema = z.object({
+  SUPABASE_URL: z.url(),
+  SUPABASE_SERVICE_ROLE_KEY: z.string().min(1),
+  UPSTASH_REDIS_REST_URL: z.url(),
+  UPSTASH_REDIS_REST_TOKEN: z.string().min(1),
+  ADMIN_API_KEY: z.string().min(16, 'must be at least 16 characters'),
+  DATABASE_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  REDIS_KEY_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, "_", "." or "-" (at most 64)')
+    .default('ie'),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`server misconfigured: ${problems.join('; ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const parsed = new WeakMap<object, Config | ConfigError>();
+
+/**
+ * Parses the bindings once per isolate. A missing or malformed secret fails loudly, naming it,
+ * instead of turning into an empty string deep inside a client.
+ */
+export function loadConfig(env: Bindings): Config {
+  let result = parsed.get(env);
+  if (!result) {
+    const r = configSchema.safeParse(emptyToUndefined(env));
+    result = r.success
+      ? r.data
+      : new ConfigError(r.error.issues.map((i) => `${i.path.join('.')} ${i.code === 'invalid_type' ? 'is not set' : i.message}`));
+    parsed.set(env, result);
+  }
+  if (result instanceof ConfigError) throw result;
+  return result;
+}
+
+function emptyToUndefined(env: Bindings): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(env)) out[k] = v === '' ? undefined : v;
+  return out;
+}

@@ -1,0 +1,37 @@
+import { Redis } from '@upstash/redis/cloudflare';
+import type { Config } from './env';
+
+const clients = new Map<string, Redis>();
+
+/**
+ * One Upstash client per isolate. Auto-pipelining folds the commands issued in one tick into a
+ * single HTTP round trip, which is how the hot path keeps to one Redis round trip.
+ */
+export function redisClient(config: Config): Redis {
+  const id = `${config.UPSTASH_REDIS_REST_URL}|${config.UPSTASH_REDIS_REST_TOKEN}`;
+  let client = clients.get(id);
+  if (!client) {
+    client = new Redis({
+      url: config.UPSTASH_REDIS_REST_URL,
+      token: config.UPSTASH_REDIS_REST_TOKEN,
+      enableAutoPipelining: true,
+      enableTelemetry: false,
+      automaticDeserialization: false,
+      // Fail fast: callers decide how to degrade; a retry storm against a dead Redis helps no one.
+      retry: { retries: 1, backoff: () => 25 },
+    });
+    clients.set(id, client);
+  }
+  return client;
+}
+
+/** Every Redis key the project uses is built here, under one prefix. */
+export function redisKeys(prefix: string) {
+  return {
+    /** The deployment's config version; any change to config or keys moves it. */
+    configVersion: (deploymentId: string) => `${prefix}:cfg:${deploymentId}:v`,
+    /** key hash → resolved key and deployment, tagged with the config version it was read at. */
+    apiKey: (keyHash: string) => `${prefix}:key:${keyHash}`,
+  };
+}
+export type RedisKeys = ReturnType<typeof redisKeys>;
