@@ -1,0 +1,15 @@
+// The local stack's front door: /functions/v1/<name>/... → that function, with the prefix stripped,
+// so each function sees the same paths it serves in production. Bound to each function by name.
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const m = /^\/functions\/v1\/([a-z-]+)(\/.*)?$/.exec(url.pathname);
+    const target = m && env.FUNCTIONS.includes(m[1]) ? env[m[1]] : null;
+    if (!target) {
+      const message = `No function at ${url.pathname}. Functions: ${env.FUNCTIONS.map((f) => `/functions/v1/${f}`).join(', ')}`;
+      return Response.json({ error: { message, type: 'not_found_error', code: 'function_not_found', param: null } }, { status: 404 });
+    }
+    url.pathname = m[2] || '/';
+    return target.fetch(new Request(url, request));
+  },
+};
