@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import type { Environment } from './api-keys';
 
 export const DEPLOYMENT_TYPES = ['public', 'internal', 'hybrid'] as const;
@@ -23,25 +23,27 @@ export interface Deployment {
   updatedAt: string;
 }
 
-const count = z.number().int().positive();
+const count = z.optional(z.int().check(z.positive()));
 
 export const rateLimitsSchema = z.strictObject({
-  requestsPerMinute: count.optional(),
-  requestsPerHour: count.optional(),
-  requestsPerDay: count.optional(),
-  tokensPerRequest: count.optional(),
-  tokensPerDay: count.optional(),
-  userRequestsPerMinute: count.optional(),
-  userTokensPerDay: count.optional(),
-  sessionRequestsPerDay: count.optional(),
+  requestsPerMinute: count,
+  requestsPerHour: count,
+  requestsPerDay: count,
+  tokensPerRequest: count,
+  tokensPerDay: count,
+  userRequestsPerMinute: count,
+  userTokensPerDay: count,
+  sessionRequestsPerDay: count,
 });
 export type RateLimits = z.infer<typeof rateLimitsSchema>;
+
+type TypeDefaults = Required<Pick<RateLimits, 'requestsPerMinute' | 'requestsPerHour' | 'requestsPerDay' | 'tokensPerRequest' | 'tokensPerDay'>>;
 
 /**
  * Defaults by deployment type, exactly seed 004 §10.4. `hybrid` starts from the public (stricter)
  * tier; role-based tiers for hybrid callers come with the limiter.
  */
-export const DEFAULT_RATE_LIMITS: Record<DeploymentType, Required<Pick<RateLimits, 'requestsPerMinute' | 'requestsPerHour' | 'requestsPerDay' | 'tokensPerRequest' | 'tokensPerDay'>>> = {
+export const DEFAULT_RATE_LIMITS: Record<DeploymentType, TypeDefaults> = {
   public: { requestsPerMinute: 10, requestsPerHour: 100, requestsPerDay: 1000, tokensPerRequest: 4000, tokensPerDay: 50000 },
   internal: { requestsPerMinute: 60, requestsPerHour: 1000, requestsPerDay: 10000, tokensPerRequest: 16000, tokensPerDay: 500000 },
   hybrid: { requestsPerMinute: 10, requestsPerHour: 100, requestsPerDay: 1000, tokensPerRequest: 4000, tokensPerDay: 50000 },
@@ -58,63 +60,60 @@ export const DEFAULT_MONITORING = {
   alertThresholds: { errorRate: 0.05, avgLatencyMs: 3000, tokenBudgetPercent: [80, 90, 100] },
 };
 
-const flagName = z.string().regex(/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/, 'flag names are letters, digits, "_", "." or "-" (at most 64)');
+const flagName = z.string().check(z.regex(/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/, 'flag names are letters, digits, "_", "." or "-" (at most 64)'));
 const flagValue = z.union([
   z.boolean(),
   z.looseObject({
     enabled: z.boolean(),
-    rolloutPercentage: z.number().min(0).max(100).optional(),
+    rolloutPercentage: z.optional(z.number().check(z.gte(0), z.lte(100))),
   }),
 ]);
 export const featuresSchema = z.record(flagName, flagValue);
 
 /** An origin as browsers send it (`https://app.example.com[:port]`), `*.` wildcard subdomains, or `*`. */
-export const originSchema = z.string().refine((o) => {
-  if (o === '*') return true;
-  const m = /^(https?):\/\/(\*\.)?([A-Za-z0-9.-]+)(:\d{1,5})?$/.exec(o);
-  return m !== null && !m[3]!.startsWith('.') && !m[3]!.endsWith('.');
-}, 'must be an origin like https://app.example.com (no path), https://*.example.com, or *');
+export const originSchema = z.string().check(
+  z.refine((o) => {
+    if (o === '*') return true;
+    const m = /^(https?):\/\/(\*\.)?([A-Za-z0-9.-]+)(:\d{1,5})?$/.exec(o);
+    return m !== null && !m[3]!.startsWith('.') && !m[3]!.endsWith('.');
+  }, 'must be an origin like https://app.example.com (no path), https://*.example.com, or *'),
+);
 
-export const timezoneSchema = z.string().refine((tz) => {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: tz });
-    return true;
-  } catch {
-    return false;
-  }
-}, 'must be an IANA time zone such as UTC or Europe/Berlin');
+export const timezoneSchema = z.string().check(
+  z.refine((tz) => {
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: tz });
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'must be an IANA time zone such as UTC or Europe/Berlin'),
+);
 
 const jsonObject = z.record(z.string(), z.unknown());
 
 export const monitoringSchema = z.looseObject({
-  webhookUrl: z.url({ protocol: /^https?$/ }).nullable().optional(),
-  webhookFormat: z.enum(['slack', 'pagerduty']).optional(),
-  alertThresholds: jsonObject.optional(),
+  webhookUrl: z.optional(z.nullable(z.url({ protocol: /^https?$/ }))),
+  webhookFormat: z.optional(z.enum(['slack', 'pagerduty'])),
+  alertThresholds: z.optional(jsonObject),
 });
 
-const deploymentFields = {
-  name: z.string().trim().min(1).max(100),
-  type: z.enum(DEPLOYMENT_TYPES),
-  environment: z.enum(['sandbox', 'production']),
-  features: featuresSchema,
-  rateLimits: rateLimitsSchema,
-  budgets: jsonObject,
-  routing: jsonObject,
-  allowedOrigins: z.array(originSchema).max(100),
-  monitoring: monitoringSchema,
-  timezone: timezoneSchema,
-};
+const name = z.string().check(z.trim(), z.minLength(1), z.maxLength(100));
+const deploymentType = z.enum(DEPLOYMENT_TYPES);
+const environment = z.enum(['sandbox', 'production']);
+const allowedOrigins = z.array(originSchema).check(z.maxLength(100));
 
 export const createDeploymentSchema = z.strictObject({
-  ...deploymentFields,
-  environment: deploymentFields.environment.default('sandbox'),
-  features: deploymentFields.features.optional(),
-  rateLimits: deploymentFields.rateLimits.optional(),
-  budgets: deploymentFields.budgets.optional(),
-  routing: deploymentFields.routing.optional(),
-  allowedOrigins: deploymentFields.allowedOrigins.optional(),
-  monitoring: deploymentFields.monitoring.optional(),
-  timezone: deploymentFields.timezone.default('UTC'),
+  name,
+  type: deploymentType,
+  environment: z._default(environment, 'sandbox'),
+  features: z.optional(featuresSchema),
+  rateLimits: z.optional(rateLimitsSchema),
+  budgets: z.optional(jsonObject),
+  routing: z.optional(jsonObject),
+  allowedOrigins: z.optional(allowedOrigins),
+  monitoring: z.optional(monitoringSchema),
+  timezone: z._default(timezoneSchema, 'UTC'),
 });
 export type CreateDeploymentInput = z.infer<typeof createDeploymentSchema>;
 
@@ -124,26 +123,30 @@ export type CreateDeploymentInput = z.infer<typeof createDeploymentSchema>;
  */
 export const updateDeploymentSchema = z
   .strictObject({
-    name: deploymentFields.name.optional(),
-    type: deploymentFields.type.optional(),
-    environment: deploymentFields.environment.optional(),
-    features: z.record(flagName, flagValue.nullable()).optional(),
-    rateLimits: z.record(z.string(), z.unknown()).optional(),
-    budgets: z.record(z.string(), z.unknown()).optional(),
-    routing: z.record(z.string(), z.unknown()).optional(),
-    allowedOrigins: deploymentFields.allowedOrigins.optional(),
-    monitoring: z.record(z.string(), z.unknown()).optional(),
-    timezone: deploymentFields.timezone.optional(),
+    name: z.optional(name),
+    type: z.optional(deploymentType),
+    environment: z.optional(environment),
+    features: z.optional(z.record(flagName, z.nullable(flagValue))),
+    rateLimits: z.optional(z.record(z.string(), z.nullable(z.unknown()))),
+    budgets: z.optional(jsonObject),
+    routing: z.optional(jsonObject),
+    allowedOrigins: z.optional(allowedOrigins),
+    monitoring: z.optional(jsonObject),
+    timezone: z.optional(timezoneSchema),
   })
-  .superRefine((patch, ctx) => {
-    if (Object.keys(patch).length === 0) ctx.addIssue({ code: 'custom', message: 'patch is empty: send at least one field' });
-    // Validate rate limits as they will be after the merge: known names, positive integers or null.
-    if (patch.rateLimits) {
-      const nonNull = Object.fromEntries(Object.entries(patch.rateLimits).filter(([, v]) => v !== null));
-      const r = rateLimitsSchema.safeParse(nonNull);
-      if (!r.success) for (const issue of r.error.issues) ctx.addIssue({ ...issue, path: ['rateLimits', ...issue.path] } as never);
-    }
-  });
+  .check(
+    z.superRefine((patch, ctx) => {
+      if (Object.keys(patch).length === 0) ctx.addIssue({ code: 'custom', message: 'patch is empty: send at least one field', input: patch });
+      // Rate limits as they will be after the merge: known names, positive integers, or null to remove.
+      if (patch.rateLimits) {
+        const set = Object.fromEntries(Object.entries(patch.rateLimits).filter(([, v]) => v !== null));
+        const r = rateLimitsSchema.safeParse(set);
+        if (!r.success) {
+          for (const issue of r.error.issues) ctx.addIssue({ ...issue, path: ['rateLimits', ...issue.path] } as never);
+        }
+      }
+    }),
+  );
 export type UpdateDeploymentInput = z.infer<typeof updateDeploymentSchema>;
 
 /** Fills what the caller left out with the defaults of the deployment's type. */

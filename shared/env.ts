@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 
 /** Bindings every function receives (vars in wrangler.toml, secrets via `wrangler secret put`). */
 export interface Bindings {
@@ -16,15 +16,12 @@ export interface Bindings {
 
 const configSchema = z.object({
   SUPABASE_URL: z.url(),
-  SUPABASE_SERVICE_ROLE_KEY: z.string().min(1),
+  SUPABASE_SERVICE_ROLE_KEY: z.string().check(z.minLength(1)),
   UPSTASH_REDIS_REST_URL: z.url(),
-  UPSTASH_REDIS_REST_TOKEN: z.string().min(1),
-  ADMIN_API_KEY: z.string().min(16, 'must be at least 16 characters'),
-  DATABASE_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
-  REDIS_KEY_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, "_", "." or "-" (at most 64)')
-    .default('ie'),
+  UPSTASH_REDIS_REST_TOKEN: z.string().check(z.minLength(1)),
+  ADMIN_API_KEY: z.string().check(z.minLength(16, 'must be at least 16 characters')),
+  DATABASE_WEBHOOK_SECRET: z.optional(z.string().check(z.minLength(16, 'must be at least 16 characters'))),
+  REDIS_KEY_PREFIX: z._default(z.string().check(z.regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, "_", "." or "-" (at most 64)')), 'ie'),
 });
 
 export type Config = z.infer<typeof configSchema>;

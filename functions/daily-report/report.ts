@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { adminAuth } from '../../shared/admin-auth';
 import type { AppEnv } from '../../shared/context';
 import { rpc } from '../../shared/db';

@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { newKeyPair } from '../../shared/api-keys';
 import type { AppEnv } from '../../shared/context';
 import { rpc } from '../../shared/db';
@@ -24,9 +24,9 @@ interface KeyMeta {
 }
 
 const uuid = z.uuid({ message: 'must be a UUID' });
-const limit = z.coerce.number().int().min(1).max(500).default(50);
-const offset = z.coerce.number().int().min(0).default(0);
-const beforeId = z.coerce.number().int().positive().optional();
+const limit = z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(500)), 50);
+const offset = z._default(z.coerce.number().check(z.int(), z.gte(0)), 0);
+const beforeId = z.optional(z.coerce.number().check(z.int(), z.positive()));
 
 /** The new keys, shown once: `{publishable: "pk_…", secret: "sk_…"}`. */
 function shownOnce(keys: { kind: string; key: string }[]) {

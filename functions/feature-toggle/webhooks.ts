@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { constantTimeEqual } from '../../shared/api-keys';
 import type { AppEnv } from '../../shared/context';
 import { loadConfig } from '../../shared/env';
@@ -12,9 +12,9 @@ import { parseJson } from '../../shared/validate';
 const payloadSchema = z.object({
   type: z.enum(['INSERT', 'UPDATE', 'DELETE']),
   table: z.literal('deployments'),
-  schema: z.string().optional(),
-  record: z.looseObject({ id: z.uuid(), config_version: z.coerce.number().int() }).nullable().optional(),
-  old_record: z.looseObject({ id: z.uuid() }).nullable().optional(),
+  schema: z.optional(z.string()),
+  record: z.optional(z.nullable(z.looseObject({ id: z.uuid(), config_version: z.coerce.number().check(z.int()) }))),
+  old_record: z.optional(z.nullable(z.looseObject({ id: z.uuid() }))),
 });
 
 /**

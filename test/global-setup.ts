@@ -1,0 +1,68 @@
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import type { TestProject } from 'vitest/node';
+import { startStack, type Stack } from '../local/stack';
+
+export interface StackInfo {
+  url: string;
+  adminKey: string;
+  databaseUrl: string;
+  databaseMode: 'external' | 'embedded';
+  redisUrl: string;
+  keyPrefix: string;
+  /** Passed to private stacks that tests start themselves (fault tests). */
+  externalDatabaseUrl: string | null;
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    stack: StackInfo;
+  }
+}
+
+let stack: Stack | undefined;
+
+/**
+ * One stack per test run. With DATABASE_URL the run works in a database of its own (created here,
+ * dropped at the end); with REDIS_URL under a key prefix of its own (deleted at the end). Without
+ * them: embedded PGlite in memory and a private redis-server.
+ */
+export async function setup(project: TestProject) {
+  const keyPrefix = `ie_test_${randomBytes(4).toString('hex')}`;
+  const databaseUrl = process.env.DATABASE_URL || undefined;
+  stack = await startStack({
+    port: 0,
+    databaseUrl,
+    freshDatabase: Boolean(databaseUrl),
+    redisUrl: process.env.REDIS_URL || undefined,
+    keyPrefix,
+    adminKey: `test-admin-${randomBytes(12).toString('hex')}`,
+    quiet: !process.env.STACK_LOGS,
+  });
+  console.log(`test stack: ${stack.url} postgres=${stack.databaseMode} redis=${process.env.REDIS_URL ? 'REDIS_URL' : 'private'} prefix=${keyPrefix}`);
+  project.provide('stack', {
+    url: stack.url,
+    adminKey: stack.adminKey,
+    databaseUrl: stack.databaseUrl,
+    databaseMode: stack.databaseMode,
+    redisUrl: stack.redisUrl,
+    keyPrefix,
+    externalDatabaseUrl: databaseUrl ?? null,
+  });
+}
+
+export async function teardown() {
+  if (!stack) return;
+  if (process.env.REDIS_URL) {
+    // The shared Redis keeps nothing of this run.
+    const redis = new Redis(stack.redisUrl);
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${stack.keyPrefix}:*`, 'COUNT', 500);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+    redis.disconnect();
+  }
+  await stack.stop();
+}

@@ -1,0 +1,53 @@
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, inject } from 'vitest';
+
+export const stack = inject('stack');
+
+export const fn = (name: string, path = '') => `${stack.url}/functions/v1/${name}${path}`;
+
+/** A call to the admin API of feature-toggle. */
+export async function admin(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(fn('feature-toggle', path), {
+    method,
+    headers: { authorization: `Bearer ${stack.adminKey}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
+}
+
+export async function createDeployment(overrides: Record<string, unknown> = {}) {
+  const r = await admin('POST', '/deployments', { name: `test ${Math.random().toString(36).slice(2, 8)}`, type: 'internal', ...overrides });
+  if (r.status !== 201) throw new Error(`create deployment: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body as { deployment: { id: string; environment: string; configVersion: number; keys: { id: string; kind: string }[] } & Record<string, unknown>; keys: { publishable: string; secret: string } };
+}
+
+/** GET feature-toggle's /client/config with a deployment key. */
+export async function clientConfig(key: string, headers: Record<string, string> = {}) {
+  const res = await fetch(fn('feature-toggle', '/client/config'), { headers: { authorization: `Bearer ${key}`, ...headers } });
+  return { status: res.status, headers: res.headers, body: await res.json() };
+}
+
+/** A Postgres connection to the stack's database (the same as an admin's psql), closed after the file. */
+export async function sql(): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: stack.databaseUrl });
+  await client.connect();
+  afterAll(() => client.end());
+  return client;
+}
+
+export const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+/** Polls until `check` passes or `timeoutMs` elapses (for changes that propagate asynchronously). */
+export async function eventually<T>(check: () => Promise<T>, timeoutMs = 3_000, intervalMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
+  }
+}
