@@ -130,35 +130,33 @@ async function startEmbedded(options: PostgresOptions): Promise<LocalPostgres> {
     mode: 'embedded',
     async watchDeployments(callback) {
       // PGlite runs every socket client on one backend and streams their raw protocol, so a NOTIFY
-      // from a psql session reaches neither an in-process listener nor another socket client.
-      // Watching config_version (which the trigger bumps on every change) sees the same changes.
-      const versions = new Map<string, number>();
-      const read = async () => (await db.query<{ id: string; v: number }>('select id, config_version::int as v from deployments')).rows;
-      for (const r of await read()) versions.set(r.id, r.v);
+      // from a psql session reaches neither an in-process listener nor another socket client. The
+      // audit log sees the same changes (every config or key change writes a row, append-only), so
+      // the embedded stack follows it instead: no change is missed, even one undone within a poll.
+      let lastId = Number((await db.query<{ id: number | null }>('select max(id)::bigint as id from audit_logs')).rows[0]?.id ?? 0);
       let busy = false;
       timers.push(setInterval(async () => {
-        if (busy) return;
+        // Never inside a socket client's open transaction (one backend): its role and state are not ours.
+        if (busy || db.isInTransaction()) return;
         busy = true;
         try {
-          const seen = new Set<string>();
-          for (const r of await read()) {
-            seen.add(r.id);
-            const before = versions.get(r.id);
-            if (before !== r.v) callback({ op: before === undefined ? 'INSERT' : 'UPDATE', id: r.id, configVersion: r.v });
-            versions.set(r.id, r.v);
-          }
-          for (const id of [...versions.keys()]) {
-            if (!seen.has(id)) {
-              versions.delete(id);
-              callback({ op: 'DELETE', id, configVersion: null });
-            }
+          const { rows } = await db.query<{ max_id: number; deployment_id: string; v: number | null }>(
+            `select max(a.id)::bigint as max_id, a.deployment_id, d.config_version::bigint as v
+             from audit_logs a left join deployments d on d.id = a.deployment_id
+             where a.id > $1 and a.deployment_id is not null
+             group by a.deployment_id, d.config_version order by 1`, [lastId]);
+          for (const r of rows) {
+            lastId = Math.max(lastId, Number(r.max_id));
+            callback(r.v === null
+              ? { op: 'DELETE', id: r.deployment_id, configVersion: null }
+              : { op: 'UPDATE', id: r.deployment_id, configVersion: Number(r.v) });
           }
         } catch {
-          // closed while stopping
+          // stopping, or a query interleaved with a client's failed transaction: the next poll retries
         } finally {
           busy = false;
         }
-      }, 200));
+      }, 100));
     },
     async stop() {
       for (const t of timers) clearInterval(t);

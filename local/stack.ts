@@ -90,7 +90,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     const miniflare = new Miniflare({
       host: '127.0.0.1',
       port: options.port ?? 0,
-      ...(quiet ? { handleRuntimeStdio: (out, err) => { out.resume(); err.resume(); } } : {}),
+      ...(quiet ? { handleRuntimeStdio: (out: NodeJS.ReadableStream, err: NodeJS.ReadableStream) => { out.resume(); err.resume(); } } : {}),
       workers: [
         {
           name: 'router',
