@@ -62,5 +62,9 @@ const shutdown = async (signal: string) => {
   clearTimeout(force);
   process.exit(0);
 };
-process.on('SIGINT', () => void shutdown('SIGINT'));
-process.on('SIGTERM', () => void shutdown('SIGTERM'));
+// Miniflare installs handlers that exit at once on a signal, before embedded Postgres is closed and
+// the private redis-server stopped; this runner shuts everything down in order instead.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.removeAllListeners(signal);
+  process.on(signal, () => void shutdown(signal));
+}

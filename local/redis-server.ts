@@ -19,12 +19,16 @@ export async function startRedis(redisUrl?: string): Promise<LocalRedis> {
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  // Backstop: whatever way this process ends, the private server ends with it.
+  const killOnExit = () => child.kill('SIGTERM');
+  process.once('exit', killOnExit);
   const url = `redis://127.0.0.1:${port}`;
   await waitForRedis(url);
   return {
     url,
     process: child,
     async stop() {
+      process.removeListener('exit', killOnExit);
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
