@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Cron } from 'croner';
 import { Miniflare } from 'miniflare';
 import { buildFunctions } from './build';
+import { startFakeProviders, type FakeProviders } from './fake-providers';
 import { FUNCTION_NAMES, ROOT, readWorkerSettings, type FunctionName } from './functions';
 import { startPostgres, type LocalPostgres } from './postgres';
 import { startRedis, type LocalRedis } from './redis-server';
@@ -46,6 +47,8 @@ export interface Stack {
   redisUrl: string;
   supabase: SupabaseStandIn;
   upstash: UpstashStandIn;
+  /** OpenAI- and Anthropic-format providers on loopback with fault knobs. */
+  fakeProviders: FakeProviders;
   postgres: LocalPostgres;
   redis: LocalRedis;
   miniflare: Miniflare;
@@ -75,11 +78,12 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
     const serviceKey = secret();
     const upstashToken = secret();
-    const [supabase, upstash] = await Promise.all([
+    const [supabase, upstash, fakeProviders] = await Promise.all([
       startSupabaseStandIn(postgres.url, serviceKey, postgres.mode === 'embedded' ? 4 : 8),
       startUpstashStandIn(redis.url, upstashToken),
+      startFakeProviders(),
     ]);
-    cleanups.push(() => supabase.stop(), () => upstash.stop());
+    cleanups.push(() => supabase.stop(), () => upstash.stop(), () => fakeProviders.stop());
 
     const adminKey = options.adminKey ?? DEFAULT_ADMIN_KEY;
     const keyPrefix = options.keyPrefix ?? 'ie';
@@ -161,6 +165,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       redisUrl: redis.url,
       supabase,
       upstash,
+      fakeProviders,
       postgres,
       redis,
       miniflare,
