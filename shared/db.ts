@@ -32,7 +32,7 @@ interface PostgrestErrorLike {
 
 /**
  * Calls one SQL function (RPC-first data access) and maps its SQLSTATE to an ApiError, in one place:
- * P0002 → 404, 22xxx/23514/P0001 → 400 (hint names the field), 23505 → 409, anything else → 503.
+ * P0002 → 404, class 22 (data exceptions)/23514/P0001 → 400 (hint names the field), 23505 → 409, anything else → 503.
  */
 export async function rpc<T>(config: Config, fn: string, args: Record<string, unknown> = {}): Promise<T> {
   let result;

@@ -5,6 +5,16 @@ import { admin, clientConfig, createDeployment, eventually, sha256, sql } from '
 const DEMO_PUBLIC_SK = 'sk_test_demoPublicWidget0000000000000000';
 const DEMO_PUBLIC_PK = 'pk_test_demoPublicWidget0000000000000000';
 
+/** A key inserted over SQL is seen by the next request; it must be refused with 403 and `code`. */
+async function expectRefused(key: string, code: string) {
+  const r = await eventually(async () => {
+    const res = await clientConfig(key);
+    expect(res.status).toBe(403);
+    return res;
+  });
+  expect(r.body.error.code).toBe(code);
+}
+
 describe('deployment key auth', () => {
   it('resolves a secret key to its deployment', async () => {
     const r = await clientConfig(DEMO_PUBLIC_SK);
@@ -54,28 +64,15 @@ describe('deployment key auth', () => {
     // A sandbox-shaped key smuggled onto the production deployment (direct SQL) is refused...
     const smuggledTest = `sk_test_${randomBytes(24).toString('base64url').replace(/[-_]/g, 'a').slice(0, 32)}`;
     await db.query(`insert into api_keys (deployment_id, kind, key_hash, prefix, environment) values ($1, 'secret', $2, $3, 'sandbox')`, [prod.deployment.id, sha256(smuggledTest), smuggledTest.slice(0, 12)]);
-    const r1 = await eventually(async () => {
-      const r = await clientConfig(smuggledTest);
-      expect(r.status).toBe(403);
-      return r;
-    });
-    expect(r1.body.error.code).toBe('environment_mismatch');
+    await expectRefused(smuggledTest, 'environment_mismatch');
     // ...even when its row claims the production environment.
     const smuggledLabelled = `sk_test_${'Q'.repeat(32)}`;
     await db.query(`insert into api_keys (deployment_id, kind, key_hash, prefix, environment) values ($1, 'secret', $2, $3, 'production')`, [prod.deployment.id, sha256(smuggledLabelled), smuggledLabelled.slice(0, 12)]);
-    expect((await eventually(async () => {
-      const r = await clientConfig(smuggledLabelled);
-      expect(r.status).toBe(403);
-      return r;
-    })).body.error.code).toBe('environment_mismatch');
+    await expectRefused(smuggledLabelled, 'environment_mismatch');
     // And a live key on a sandbox deployment.
     const live = `sk_live_${'L'.repeat(32)}`;
     await db.query(`insert into api_keys (deployment_id, kind, key_hash, prefix, environment) values ($1, 'secret', $2, $3, 'production')`, [sandbox.deployment.id, sha256(live), live.slice(0, 12)]);
-    expect((await eventually(async () => {
-      const r = await clientConfig(live);
-      expect(r.status).toBe(403);
-      return r;
-    })).body.error.code).toBe('environment_mismatch');
+    await expectRefused(live, 'environment_mismatch');
   });
 });
 
