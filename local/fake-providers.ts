@@ -11,6 +11,7 @@ import { close, listen, readBody } from './net';
  *   /<name>/v1/chat/completions   OpenAI format (any name: openai, primary, groq, ...)
  *   /<name>/v1/models             OpenAI model list
  *   /<name>/v1/messages           Anthropic format
+ *   /<name>/v1beta/models/<model>:generateContent | :streamGenerateContent?alt=sse   Gemini format
  */
 export type Fault =
   | { kind: 'status'; status: number; retryAfter?: string; retryAfterMs?: number }
@@ -43,10 +44,12 @@ export interface ProviderKnobs {
 
 export interface FakeRequestRecord {
   provider: string;
-  format: 'openai' | 'anthropic';
+  format: Format;
   model: string;
   stream: boolean;
   at: number;
+  /** The text of every message as the provider received it (test plumbing: lets tests prove redaction). */
+  text: string;
 }
 
 export interface FakeProviders {
@@ -59,6 +62,8 @@ export interface FakeProviders {
   requests: FakeRequestRecord[];
   stop(): Promise<void>;
 }
+
+type Format = 'openai' | 'anthropic' | 'gemini';
 
 const WORDS = 'The quick answer from a fake provider is deterministic and stops when max tokens are reached'.split(' ');
 
@@ -110,8 +115,10 @@ export async function startFakeProviders(): Promise<FakeProviders> {
     res.end(JSON.stringify(body));
   };
 
-  const errorBody = (format: 'openai' | 'anthropic', status: number, message: string) =>
-    format === 'anthropic'
+  const errorBody = (format: Format, status: number, message: string) =>
+    format === 'gemini'
+      ? { error: { code: status, message, status: status === 429 ? 'RESOURCE_EXHAUSTED' : status === 400 ? 'INVALID_ARGUMENT' : status === 401 ? 'UNAUTHENTICATED' : status === 503 ? 'UNAVAILABLE' : 'INTERNAL' } }
+      : format === 'anthropic'
       ? { type: 'error', error: { type: status === 529 ? 'overloaded_error' : status === 429 ? 'rate_limit_error' : status === 401 ? 'authentication_error' : status >= 500 ? 'api_error' : 'invalid_request_error', message } }
       : { error: { message, type: status === 429 ? 'rate_limit_error' : status >= 500 ? 'server_error' : 'invalid_request_error', code: null, param: null } };
 
@@ -188,17 +195,66 @@ export async function startFakeProviders(): Promise<FakeProviders> {
     ], knobs, fault);
   }
 
+  async function gemini(res: ServerResponse, body: Record<string, unknown>, model: string, streaming: boolean, knobs: ProviderKnobs, fault: Fault | null) {
+    const contents = (body.contents ?? []) as { role: string; parts: { text?: string }[] }[];
+    const promptChars = contents.reduce((n, c) => n + c.parts.reduce((m, p) => m + (p.text?.length ?? 0), 0), 0);
+    const config = (body.generationConfig ?? {}) as { maxOutputTokens?: number };
+    const { words, truncated } = completionWords(knobs, config.maxOutputTokens);
+    const usageMetadata = { promptTokenCount: Math.max(1, Math.ceil(promptChars / 4)), candidatesTokenCount: words.length, totalTokenCount: 0 };
+    usageMetadata.totalTokenCount = usageMetadata.promptTokenCount + usageMetadata.candidatesTokenCount;
+    const finishReason = truncated ? 'MAX_TOKENS' : 'STOP';
+    if (!streaming) {
+      return json(res, 200, { candidates: [{ content: { role: 'model', parts: [{ text: words.join('') }] }, finishReason, index: 0 }], usageMetadata, modelVersion: model });
+    }
+    const events = words.map((w, i) => `data: ${JSON.stringify({
+      candidates: [{ content: { role: 'model', parts: [{ text: w }] }, index: 0, ...(i === words.length - 1 ? { finishReason } : {}) }],
+      ...(i === words.length - 1 ? { usageMetadata } : {}),
+      modelVersion: model,
+    })}\r\n\r\n`);
+    await stream(res, events, knobs, fault);
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse) {
     const path = (req.url ?? '/').split('?')[0]!;
+    if (path === '/_requests' && req.method === 'GET') return json(res, 200, requests);
+    if (path === '/_reset' && req.method === 'POST') {
+      knobsByName.clear();
+      requests.length = 0;
+      return json(res, 200, { ok: true });
+    }
     if (path === '/_control' && req.method === 'POST') {
       const { provider, ...knobs } = JSON.parse(await readBody(req)) as ProviderKnobs & { provider: string };
       knobsByName.set(provider, knobs);
       return json(res, 200, { ok: true });
     }
+    const g = /^\/([a-z0-9_-]+)\/v1beta\/models\/([^/:]+):(generateContent|streamGenerateContent)$/.exec(path);
+    if (g) {
+      const [, name, model, method] = g as unknown as [string, string, string, string];
+      if (!req.headers['x-goog-api-key'] && !/[?&]key=/.test(req.url ?? '')) return json(res, 401, errorBody('gemini', 401, 'API key not valid'));
+      let body: Record<string, unknown>;
+      try {
+        body = JSON.parse(await readBody(req)) as Record<string, unknown>;
+      } catch {
+        return json(res, 400, errorBody('gemini', 400, 'Invalid JSON payload'));
+      }
+      if (!Array.isArray(body.contents)) return json(res, 400, errorBody('gemini', 400, 'contents is required'));
+      const streaming = method === 'streamGenerateContent';
+      requests.push({ provider: name, format: 'gemini', model, stream: streaming, at: Date.now(), text: JSON.stringify(body.contents) });
+      const knobs = knobsFor(name);
+      const fault = takeFault(name);
+      if (knobs.latencyMs) await sleep(knobs.latencyMs);
+      if (fault?.kind === 'status' || fault?.kind === 'overloaded') {
+        const status = fault.kind === 'status' ? fault.status : 503;
+        return json(res, status, errorBody('gemini', status, `fake ${status}`), fault.kind === 'status' && fault.retryAfter ? { 'retry-after': fault.retryAfter } : {});
+      }
+      if (fault?.kind === 'refuse') return void req.socket.destroy();
+      if (fault?.kind === 'slow-first-byte') await sleep(fault.ms);
+      return gemini(res, body, model, streaming, knobs, fault);
+    }
     const m = /^\/([a-z0-9_-]+)\/v1\/(chat\/completions|messages|models)$/.exec(path);
     if (!m) return json(res, 404, { error: { message: `no fake route ${path}`, type: 'invalid_request_error', code: null, param: null } });
     const [, name, route] = m as unknown as [string, string, string];
-    const format = route === 'messages' ? 'anthropic' : 'openai';
+    const format: Format = route === 'messages' ? 'anthropic' : 'openai';
     const knobs = knobsFor(name);
 
     const authed = format === 'anthropic' ? Boolean(req.headers['x-api-key']) : /^Bearer \S+/.test(String(req.headers.authorization ?? ''));
@@ -218,7 +274,7 @@ export async function startFakeProviders(): Promise<FakeProviders> {
     if (format === 'anthropic' && typeof body.max_tokens !== 'number') {
       return json(res, 400, errorBody(format, 400, 'max_tokens: Field required'));
     }
-    requests.push({ provider: name, format, model: body.model, stream: Boolean(body.stream), at: Date.now() });
+    requests.push({ provider: name, format, model: body.model, stream: Boolean(body.stream), at: Date.now(), text: JSON.stringify([body.system ?? null, body.messages]) });
 
     const fault = takeFault(name);
     if (knobs.latencyMs) await sleep(knobs.latencyMs);

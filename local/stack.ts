@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Cron } from 'croner';
 import { Miniflare } from 'miniflare';
 import { buildFunctions } from './build';
+import { PROVIDERS } from '../shared/providers/registry';
 import { startFakeProviders, type FakeProviders } from './fake-providers';
 import { FUNCTION_NAMES, ROOT, readWorkerSettings, type FunctionName } from './functions';
 import { startPostgres, type LocalPostgres } from './postgres';
@@ -34,6 +35,8 @@ export interface StackOptions {
   quiet?: boolean;
   /** Extra bindings for every function (provider keys, knobs). */
   bindings?: Record<string, string>;
+  /** Point every provider of the registry at the fake providers (with fake keys): tests and offline demos. */
+  providersToFakes?: boolean;
 }
 
 export interface Stack {
@@ -57,6 +60,18 @@ export interface Stack {
 }
 
 const secret = () => randomBytes(24).toString('base64url');
+
+/** `<NAME>_BASE_URL` and `<NAME>_API_KEY` of every registry provider, aimed at the fakes. */
+export function fakeProviderBindings(fakes: FakeProviders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const spec of Object.values(PROVIDERS)) {
+    if (spec.format === 'mock') continue;
+    const n = spec.name.toUpperCase().replace(/-/g, '_');
+    out[`${n}_BASE_URL`] = spec.format === 'gemini' ? `${fakes.url}/${spec.name}/v1beta` : fakes.baseUrl(spec.name);
+    if (spec.keyEnv) out[spec.keyEnv] = `fake-${spec.name}-key`;
+  }
+  return out;
+}
 
 /**
  * The whole local stack on loopback: Postgres (given or embedded), Redis (given or private), the
@@ -117,6 +132,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
             ADMIN_API_KEY: adminKey,
             DATABASE_WEBHOOK_SECRET: webhookSecret,
             REDIS_KEY_PREFIX: keyPrefix,
+            ...(options.providersToFakes ? fakeProviderBindings(fakeProviders) : {}),
             ...options.bindings,
           },
         })),

@@ -9,6 +9,13 @@ export interface Bindings {
   ADMIN_API_KEY?: string;
   DATABASE_WEBHOOK_SECRET?: string;
   REDIS_KEY_PREFIX?: string;
+  /** `false` switches inference off everywhere (the global kill switch, seed 000 `inference.enabled`). */
+  INFERENCE_ENABLED?: string;
+  /** Largest request body the proxy accepts, in bytes (default 1 MiB). */
+  MAX_REQUEST_BYTES?: string;
+  /** Latency of the built-in mock provider: before the first token, and between stream chunks. */
+  MOCK_LATENCY_MS?: string;
+  MOCK_CHUNK_DELAY_MS?: string;
   OPENAI_API_KEY?: string;
   ANTHROPIC_API_KEY?: string;
   GEMINI_API_KEY?: string;

@@ -8,13 +8,17 @@ import { loadConfig, type Config } from './env';
 import { ApiError } from './errors';
 import { log } from './log';
 import { runScript, SET_IF_GREATER } from './lua';
-import { redisClient, redisKeys } from './redis';
+import { redisClient, redisKeys, type RedisKeys } from './redis';
 
 /** What a request authenticated with a deployment key knows about its caller. */
 export interface KeyAuth {
   keyId: string;
   kind: KeyKind;
   deployment: Deployment;
+  /** Values of the extra Redis keys the route asked for, read in the same round trip as the config version. */
+  reads: Map<string, string | null>;
+  /** Redis could not be reached during auth: callers degrade explicitly. */
+  redisDegraded: boolean;
 }
 
 interface ResolvedKey {
@@ -62,27 +66,56 @@ export async function publishConfigVersion(config: Config, deploymentId: string,
  * round trip (the config version) and no Postgres. A revoked or rotated-out key bumps the version,
  * so it stops working on the next request in every isolate.
  */
-export async function resolveKey(config: Config, rawKey: string, now = Date.now()): Promise<ResolvedKey | null> {
+export interface KeyResolution {
+  resolved: ResolvedKey | null;
+  reads: Map<string, string | null>;
+  redisDegraded: boolean;
+}
+
+/** Extra Redis keys a route wants read alongside the config version (kill switches, breakers, ...). */
+export type AlsoRead = (deploymentId: string, keys: RedisKeys) => string[];
+
+export async function resolveKey(config: Config, rawKey: string, alsoRead: AlsoRead = () => [], now = Date.now()): Promise<KeyResolution> {
   const hash = await sha256Hex(rawKey);
   const redis = redisClient(config);
   const keys = redisKeys(config.REDIS_KEY_PREFIX);
+  const reads = new Map<string, string | null>();
 
   const hit = isolateCache.get(hash);
-  if (hit && hit.resolved === null && now - hit.cachedAt < NEGATIVE_TTL_MS) return null;
+  if (hit && hit.resolved === null && now - hit.cachedAt < NEGATIVE_TTL_MS) return { resolved: null, reads, redisDegraded: false };
   let currentVersion: number | null = null;
   let redisUp = true;
   if (hit?.resolved && now - hit.cachedAt < ISOLATE_TTL_MS) {
+    const extra = alsoRead(hit.resolved.deployment.id, keys);
     try {
-      const v = await redis.get<string>(keys.configVersion(hit.resolved.deployment.id));
+      // The warm path: one round trip for the version and everything else the route needs.
+      const values = await redis.mget<(string | null)[]>(keys.configVersion(hit.resolved.deployment.id), ...extra);
+      const v = values[0] ?? null;
       currentVersion = v === null ? null : Number(v);
-      if (currentVersion === hit.version) return hit.resolved;
+      if (currentVersion === hit.version) {
+        extra.forEach((k, i) => reads.set(k, values[i + 1] ?? null));
+        return { resolved: hit.resolved, reads, redisDegraded: false };
+      }
     } catch (err) {
       redisUp = false;
       log('warn', 'redis.unavailable', { during: 'key_auth', error: (err as Error).message });
       // Without Redis the version cannot be checked; a short-lived isolate entry keeps serving.
-      if (now - hit.cachedAt < 30_000) return hit.resolved;
+      if (now - hit.cachedAt < 30_000) return { resolved: hit.resolved, reads, redisDegraded: true };
     }
   }
+  const withReads = async (resolved: ResolvedKey | null): Promise<KeyResolution> => {
+    const extra = resolved ? alsoRead(resolved.deployment.id, keys) : [];
+    if (resolved && redisUp && extra.length) {
+      try {
+        const values = await redis.mget<(string | null)[]>(...extra);
+        extra.forEach((k, i) => reads.set(k, values[i] ?? null));
+      } catch (err) {
+        redisUp = false;
+        log('warn', 'redis.unavailable', { during: 'key_auth_reads', error: (err as Error).message });
+      }
+    }
+    return { resolved, reads, redisDegraded: !redisUp };
+  };
 
   if (redisUp) {
     try {
@@ -92,7 +125,7 @@ export async function resolveKey(config: Config, rawKey: string, now = Date.now(
         const v = currentVersion ?? Number(await redis.get<string>(keys.configVersion(entry.resolved.deployment.id)));
         if (v === entry.version) {
           remember(hash, { resolved: entry.resolved, version: v, cachedAt: now });
-          return entry.resolved;
+          return withReads(entry.resolved);
         }
       }
     } catch (err) {
@@ -104,7 +137,7 @@ export async function resolveKey(config: Config, rawKey: string, now = Date.now(
   const resolved = await rpc<ResolvedKey | null>(config, 'resolve_api_key', { p_key_hash: hash });
   if (!resolved) {
     remember(hash, { resolved: null, version: 0, cachedAt: now });
-    return null;
+    return withReads(null);
   }
   const version = resolved.deployment.configVersion;
   remember(hash, { resolved, version, cachedAt: now });
@@ -118,12 +151,14 @@ export async function resolveKey(config: Config, rawKey: string, now = Date.now(
       log('warn', 'redis.unavailable', { during: 'key_cache_fill', error: (err as Error).message });
     }
   }
-  return resolved;
+  return withReads(resolved);
 }
 
 export interface KeyAuthOptions {
   /** Which kinds of key this route accepts. */
   kinds?: readonly KeyKind[];
+  /** Redis keys to read in the same round trip as the config version. */
+  alsoRead?: AlsoRead;
 }
 
 function bearer(header: string | undefined): string | null {
@@ -135,14 +170,14 @@ function bearer(header: string | undefined): string | null {
  * Authenticates a deployment key (`Authorization: Bearer pk_…|sk_…`). A publishable key is accepted
  * only from one of the deployment's allowed origins; a key never acts outside its environment.
  */
-export const deploymentKeyAuth = ({ kinds = ['publishable', 'secret'] }: KeyAuthOptions = {}): MiddlewareHandler<AppEnv> =>
+export const deploymentKeyAuth = ({ kinds = ['publishable', 'secret'], alsoRead }: KeyAuthOptions = {}): MiddlewareHandler<AppEnv> =>
   async function deploymentKeyAuth(c, next) {
     const raw = bearer(c.req.header('authorization'));
     if (!raw) throw new ApiError(401, 'missing_api_key', 'Send your deployment key as "Authorization: Bearer <key>".');
     const shape = parseApiKey(raw);
     if (!shape) throw new ApiError(401, 'invalid_api_key', 'The API key is malformed; keys look like sk_test_… or pk_live_….');
     const config = loadConfig(c.env);
-    const resolved = await resolveKey(config, raw);
+    const { resolved, reads, redisDegraded } = await resolveKey(config, raw, alsoRead);
     if (!resolved) throw new ApiError(401, 'invalid_api_key', 'The API key is not valid.');
     const { key, deployment } = resolved;
     if (key.revokedAt) throw new ApiError(401, 'revoked_api_key', 'The API key has been revoked.');
@@ -162,6 +197,6 @@ export const deploymentKeyAuth = ({ kinds = ['publishable', 'secret'] }: KeyAuth
       c.header('Access-Control-Allow-Origin', origin);
       c.header('Vary', 'Origin', { append: true });
     }
-    c.set('auth', { keyId: key.id, kind: key.kind, deployment });
+    c.set('auth', { keyId: key.id, kind: key.kind, deployment, reads, redisDegraded });
     await next();
   };

@@ -32,6 +32,10 @@ export function redisKeys(prefix: string) {
     configVersion: (deploymentId: string) => `${prefix}:cfg:${deploymentId}:v`,
     /** key hash → resolved key and deployment, tagged with the config version it was read at. */
     apiKey: (keyHash: string) => `${prefix}:key:${keyHash}`,
+    /** "off" while the global kill switch (inference.enabled = false) is thrown. */
+    globalKillSwitch: () => `${prefix}:kill:global`,
+    /** A daily counter of one deployment, e.g. empty completions. */
+    dailyCounter: (name: string, deploymentId: string, day: string) => `${prefix}:count:${name}:${deploymentId}:${day}`,
   };
 }
 export type RedisKeys = ReturnType<typeof redisKeys>;

@@ -12,6 +12,8 @@ export interface StackInfo {
   keyPrefix: string;
   /** Passed to private stacks that tests start themselves (fault tests). */
   externalDatabaseUrl: string | null;
+  /** The fake providers every registry provider points at (control: POST <url>/_control). */
+  fakeProvidersUrl: string;
 }
 
 declare module 'vitest' {
@@ -38,6 +40,7 @@ export async function setup(project: TestProject) {
     keyPrefix,
     adminKey: `test-admin-${randomBytes(12).toString('hex')}`,
     quiet: !process.env.STACK_LOGS,
+    providersToFakes: true,
   });
   console.log(`test stack: ${stack.url} postgres=${stack.databaseMode} redis=${process.env.REDIS_URL ? 'REDIS_URL' : 'private'} prefix=${keyPrefix}`);
   project.provide('stack', {
@@ -48,6 +51,7 @@ export async function setup(project: TestProject) {
     redisUrl: stack.redisUrl,
     keyPrefix,
     externalDatabaseUrl: databaseUrl ?? null,
+    fakeProvidersUrl: stack.fakeProviders.url,
   });
 }
 

@@ -5,6 +5,7 @@ import { createFunctionApp } from '../../shared/app';
 import { ApiError } from '../../shared/errors';
 import { clientRoutes } from './client';
 import { deploymentRoutes } from './deployments';
+import { killSwitchRoutes } from './kill-switch';
 import { webhookRoutes } from './webhooks';
 
 const app = createFunctionApp('feature-toggle');
@@ -21,9 +22,11 @@ app.use(
 app.use('/client/*', cors({ origin: (origin) => origin, allowHeaders: ['Authorization', 'Content-Type', 'X-Request-Id'], exposeHeaders: ['x-request-id'], maxAge: 600 }));
 app.use('/deployments/*', adminAuth());
 app.use('/deployments', adminAuth());
+app.use('/kill-switch', adminAuth());
 
 app.route('/', deploymentRoutes);
 app.route('/', clientRoutes);
 app.route('/', webhookRoutes);
+app.route('/', killSwitchRoutes);
 
 export default { fetch: app.fetch };
