@@ -40,6 +40,8 @@ export interface ProviderKnobs {
   faultTimes?: number;
   /** Fixed completion text; otherwise a deterministic sentence. */
   text?: string;
+  /** Completion texts for the next requests, one each (then `text` or the sentence). */
+  texts?: string[];
 }
 
 export interface FakeRequestRecord {
@@ -85,7 +87,8 @@ const estimateTokens = (messages: ChatMessage[], system = '') =>
   Math.max(1, Math.ceil((system.length + messages.reduce((n, m) => n + textOf(m.content).length + 4, 0)) / 4));
 
 function completionWords(knobs: ProviderKnobs, maxTokens: number | undefined): { words: string[]; truncated: boolean } {
-  const all = knobs.text !== undefined ? knobs.text.split(/(?<= )/) : WORDS.map((w, i) => (i < WORDS.length - 1 ? `${w} ` : `${w}.`));
+  const text = knobs.texts?.length ? knobs.texts.shift() : knobs.text;
+  const all = text !== undefined ? text.split(/(?<= )/) : WORDS.map((w, i) => (i < WORDS.length - 1 ? `${w} ` : `${w}.`));
   if (maxTokens !== undefined && maxTokens < all.length) return { words: all.slice(0, maxTokens), truncated: true };
   return { words: all, truncated: false };
 }

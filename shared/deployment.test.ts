@@ -28,6 +28,18 @@ describe('deployment input', () => {
     }
   });
 
+  it('validates routing on create and per key on patch', () => {
+    const ok = { tiers: { main: { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }] } } };
+    expect(createDeploymentSchema.safeParse({ name: 'x', type: 'public', routing: ok }).success).toBe(true);
+    const bad = createDeploymentSchema.safeParse({ name: 'x', type: 'public', routing: { tiers: { main: { targets: [{ provider: 'Open AI', model: 'x' }] } } } });
+    expect(bad.error!.issues[0]!.path.join('.')).toBe('routing.tiers.main.targets.0.provider');
+    expect(updateDeploymentSchema.safeParse({ routing: ok }).success).toBe(true);
+    expect(updateDeploymentSchema.safeParse({ routing: { defaultTier: null } }).success).toBe(true);
+    const badPatch = updateDeploymentSchema.safeParse({ routing: { tiers: { main: { targets: [] } } } });
+    expect(badPatch.error!.issues[0]!.path.join('.')).toBe('routing.tiers.main.targets');
+    expect(updateDeploymentSchema.safeParse({ routing: { colour: 'blue' } }).error!.issues[0]!.path.join('.')).toBe('routing.colour');
+  });
+
   it('accepts a merge patch and refuses an empty one', () => {
     expect(updateDeploymentSchema.safeParse({ features: { smartRouting: true, old: null } }).success).toBe(true);
     expect(updateDeploymentSchema.safeParse({ rateLimits: { requestsPerMinute: null } }).success).toBe(true);

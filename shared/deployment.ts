@@ -1,5 +1,6 @@
 import * as z from 'zod/mini';
 import type { Environment } from './api-keys';
+import { routingSchema } from './routing';
 
 export const DEPLOYMENT_TYPES = ['public', 'internal', 'hybrid'] as const;
 export type DeploymentType = (typeof DEPLOYMENT_TYPES)[number];
@@ -110,7 +111,7 @@ export const createDeploymentSchema = z.strictObject({
   features: z.optional(featuresSchema),
   rateLimits: z.optional(rateLimitsSchema),
   budgets: z.optional(jsonObject),
-  routing: z.optional(jsonObject),
+  routing: z.optional(routingSchema),
   allowedOrigins: z.optional(allowedOrigins),
   monitoring: z.optional(monitoringSchema),
   timezone: z._default(timezoneSchema, 'UTC'),
@@ -129,7 +130,7 @@ export const updateDeploymentSchema = z
     features: z.optional(z.record(flagName, z.nullable(flagValue))),
     rateLimits: z.optional(z.record(z.string(), z.nullable(z.unknown()))),
     budgets: z.optional(jsonObject),
-    routing: z.optional(jsonObject),
+    routing: z.optional(z.record(z.string(), z.unknown())),
     allowedOrigins: z.optional(allowedOrigins),
     monitoring: z.optional(jsonObject),
     timezone: z.optional(timezoneSchema),
@@ -137,6 +138,19 @@ export const updateDeploymentSchema = z
   .check(
     z.superRefine((patch, ctx) => {
       if (Object.keys(patch).length === 0) ctx.addIssue({ code: 'custom', message: 'patch is empty: send at least one field', input: patch });
+      // Routing keys are replaced whole by the merge, so each one given must be valid on its own.
+      if (patch.routing) {
+        for (const [key, value] of Object.entries(patch.routing)) {
+          if (value === null) continue;
+          const field = (routingSchema.shape as Record<string, z.ZodMiniType | undefined>)[key];
+          if (!field) {
+            ctx.addIssue({ code: 'custom', message: 'is not a known routing field', path: ['routing', key], input: value });
+            continue;
+          }
+          const r = field.safeParse(value);
+          if (!r.success) for (const issue of r.error.issues) ctx.addIssue({ ...issue, path: ['routing', key, ...issue.path] } as never);
+        }
+      }
       // Rate limits as they will be after the merge: known names, positive integers, or null to remove.
       if (patch.rateLimits) {
         const set = Object.fromEntries(Object.entries(patch.rateLimits).filter(([, v]) => v !== null));

@@ -165,6 +165,54 @@ describe('routing', () => {
   });
 });
 
+describe('conditional routing on user attributes', () => {
+  it('routes by a cohort only a secret key may assert', async () => {
+    const { keys } = await routedDeployment(
+      { tiers: { main: { mode: 'conditional', targets: [target('groq', 'beta-model', { when: { field: 'user.cohort', op: 'eq', value: 'qa' } }), target('openai', 'ga-model')] } } },
+      { allowedOrigins: ['https://app.example.com'] },
+    );
+    const qa = await post('/v1/chat/completions', { model: 'main', messages: hello }, keys.secret, { 'x-inference-edge-user': '{"cohort":"qa"}' });
+    expect(qa.headers.get('x-inference-edge-model')).toBe('beta-model');
+    const ga = await post('/v1/chat/completions', { model: 'main', messages: hello }, keys.secret);
+    expect(ga.headers.get('x-inference-edge-model')).toBe('ga-model');
+    const browser = await post('/v1/chat/completions', { model: 'main', messages: hello }, keys.publishable, { origin: 'https://app.example.com', 'x-inference-edge-user': '{"cohort":"qa"}' });
+    expect(browser.status).toBe(403);
+    expect(browser.json.error.code).toBe('user_attributes_forbidden');
+    const bad = await post('/v1/chat/completions', { model: 'main', messages: hello }, keys.secret, { 'x-inference-edge-user': '["qa"]' });
+    expect(bad.status).toBe(400);
+  });
+});
+
+describe('JSON answers', () => {
+  const schemaFormat = { type: 'json_schema', json_schema: { name: 'n', schema: { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] } } };
+
+  it('retries once when a json_schema answer does not validate, and keeps the good one', async () => {
+    const { keys } = await routedDeployment({ tiers: { main: { targets: [target('openai', 'gpt-test')] } } });
+    await fakes.control('openai', { texts: ['{"n": "seven"}', '{"n": 7}'] });
+    const r = await post('/v1/chat/completions', { model: 'main', messages: hello, response_format: schemaFormat }, keys.secret);
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.json.choices[0].message.content)).toEqual({ n: 7 });
+    expect(r.headers.get('x-inference-edge-json-retry')).toBe('ok');
+    expect((await fakes.requests()).length).toBe(2);
+  });
+
+  it('retries only once, and says when the retry failed too', async () => {
+    const { keys } = await routedDeployment({ tiers: { main: { targets: [target('openai', 'gpt-test')] } } });
+    await fakes.control('openai', { texts: ['not json', 'still not json', '{"n": 1}'] });
+    const r = await post('/v1/chat/completions', { model: 'main', messages: hello, response_format: schemaFormat }, keys.secret);
+    expect(r.status).toBe(200);
+    expect(r.headers.get('x-inference-edge-json-retry')).toBe('failed');
+    expect((await fakes.requests()).length).toBe(2);
+  });
+
+  it('flags an empty completion', async () => {
+    const { keys } = await routedDeployment({ tiers: { main: { targets: [target('openai', 'gpt-test')] } } });
+    await fakes.control('openai', { text: '' });
+    const r = await post('/v1/chat/completions', { model: 'main', messages: hello }, keys.secret);
+    expect(r.headers.get('x-inference-edge-empty-completion')).toBe('true');
+  });
+});
+
 describe('providers through their wire formats (fake servers on loopback)', () => {
   it.each([
     ['openai', 'gpt-test'],
@@ -234,6 +282,15 @@ describe('guards', () => {
     expect(seen!.text).not.toContain('jane.doe@example.com');
     expect(seen!.text).not.toContain('4111 1111 1111 1111');
     expect(seen!.text).toContain('[EMAIL]');
+  });
+
+  it('removes URLs outside the deployment\'s allowlist before the provider sees them', async () => {
+    const { keys } = await routedDeployment({ tiers: { main: { targets: [target('openai', 'gpt-test')] } }, urlAllowlist: ['example.com'] });
+    const r = await post('/v1/chat/completions', { model: 'main', messages: [{ role: 'user', content: 'See https://docs.example.com/a and https://example.com.evil.io/x' }] }, keys.secret);
+    expect(r.status).toBe(200);
+    const [seen] = await fakes.requests();
+    expect(seen!.text).toContain('https://docs.example.com/a');
+    expect(seen!.text).not.toContain('evil.io');
   });
 
   it('accepts a publishable key only from an allowed origin', async () => {

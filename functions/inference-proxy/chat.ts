@@ -160,6 +160,31 @@ function recordUsage(c: Context<AppEnv>, record: UsageRecord) {
   }
 }
 
+const USER_HEADER = 'x-inference-edge-user';
+
+/**
+ * Attributes of the end user (cohort, tier, ...) for conditional routing, as a JSON object of strings
+ * in `X-Inference-Edge-User`. Only a secret-key caller (a server) may assert them: a browser could
+ * claim any cohort.
+ */
+function userAttributes(c: Context<AppEnv>): Record<string, string> {
+  const raw = c.req.header(USER_HEADER);
+  if (raw === undefined) return {};
+  if (c.get('auth').kind !== 'secret') {
+    throw new ApiError(403, 'user_attributes_forbidden', `${USER_HEADER} may only be sent with a secret key (sk_…).`, USER_HEADER);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    parsed = null;
+  }
+  const valid = parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) && raw.length <= 2048
+    && Object.values(parsed).every((v) => typeof v === 'string' && v.length <= 256);
+  if (!valid) throw new ApiError(400, 'invalid_user_attributes', `${USER_HEADER} must be a JSON object of strings (at most 2 KiB).`, USER_HEADER);
+  return parsed as Record<string, string>;
+}
+
 export const chatRoutes = new Hono<AppEnv>().post(
   '/v1/chat/completions',
   deploymentKeyAuth({ alsoRead: (_, keys) => [keys.globalKillSwitch()] }),
@@ -182,7 +207,7 @@ export const chatRoutes = new Hono<AppEnv>().post(
     }
     const plan = planRoute(req, routing, features, {
       metadata: req.metadata ?? {},
-      user: {},
+      user: { ...(req.user ? { id: req.user } : {}), ...userAttributes(c) },
       request: { stream: Boolean(req.stream), tools: Boolean(req.tools?.length), images: hasImages(req), model: req.model },
     });
 
