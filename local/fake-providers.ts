@@ -5,8 +5,10 @@ import { close, listen, readBody } from './net';
 /**
  * Test and dev plumbing, not product code: LLM providers on loopback speaking the OpenAI Chat
  * Completions and Anthropic Messages wire formats (JSON and SSE), deterministic, with latency and
- * fault knobs set through `POST /_control` or `configure()`. Several "providers" (say, a primary and
- * a fallback) are one server under different path prefixes: `/<name>/v1/...`.
+ * fault knobs set through `POST /_control` or `configure()`, for a whole provider (`"openai"`) or one
+ * of its models (`"openai/gpt-x"`, so concurrent tests using their own model names never interfere).
+ * Several "providers" (say, a primary and a fallback) are one server under different path prefixes:
+ * `/<name>/v1/...`. `GET /_requests` lists what was served.
  *
  *   /<name>/v1/chat/completions   OpenAI format (any name: openai, primary, groq, ...)
  *   /<name>/v1/models             OpenAI model list
@@ -101,10 +103,11 @@ export async function startFakeProviders(): Promise<FakeProviders> {
   const sockets = new Set<Socket>();
   let seq = 0;
 
-  const knobsFor = (name: string): ProviderKnobs => knobsByName.get(name) ?? {};
+  /** Knobs set for `provider/model` win over those set for the whole `provider`. */
+  const knobsFor = (name: string, model = ''): ProviderKnobs => knobsByName.get(`${name}/${model}`) ?? knobsByName.get(name) ?? {};
   /** The fault for this request, counting it down. */
-  const takeFault = (name: string): Fault | null => {
-    const k = knobsFor(name);
+  const takeFault = (name: string, model = ''): Fault | null => {
+    const k = knobsFor(name, model);
     if (!k.fault) return null;
     if (k.faultTimes !== undefined) {
       if (k.faultTimes <= 0) return null;
@@ -133,6 +136,8 @@ export async function startFakeProviders(): Promise<FakeProviders> {
     for (let i = 0; i < events.length; i++) {
       if (res.destroyed) return;
       if (fault?.kind === 'cut-after-chunks' && i === fault.chunks) {
+        // Let the sent chunks reach the client first, as when a connection drops mid-answer.
+        await sleep(100);
         res.socket?.destroy();
         return;
       }
@@ -243,8 +248,8 @@ export async function startFakeProviders(): Promise<FakeProviders> {
       if (!Array.isArray(body.contents)) return json(res, 400, errorBody('gemini', 400, 'contents is required'));
       const streaming = method === 'streamGenerateContent';
       requests.push({ provider: name, format: 'gemini', model, stream: streaming, at: Date.now(), text: JSON.stringify(body.contents) });
-      const knobs = knobsFor(name);
-      const fault = takeFault(name);
+      const knobs = knobsFor(name, model);
+      const fault = takeFault(name, model);
       if (knobs.latencyMs) await sleep(knobs.latencyMs);
       if (fault?.kind === 'status' || fault?.kind === 'overloaded') {
         const status = fault.kind === 'status' ? fault.status : 503;
@@ -258,7 +263,6 @@ export async function startFakeProviders(): Promise<FakeProviders> {
     if (!m) return json(res, 404, { error: { message: `no fake route ${path}`, type: 'invalid_request_error', code: null, param: null } });
     const [, name, route] = m as unknown as [string, string, string];
     const format: Format = route === 'messages' ? 'anthropic' : 'openai';
-    const knobs = knobsFor(name);
 
     const authed = format === 'anthropic' ? Boolean(req.headers['x-api-key']) : /^Bearer \S+/.test(String(req.headers.authorization ?? ''));
     if (!authed) return json(res, 401, errorBody(format, 401, 'missing API key'));
@@ -279,7 +283,8 @@ export async function startFakeProviders(): Promise<FakeProviders> {
     }
     requests.push({ provider: name, format, model: body.model, stream: Boolean(body.stream), at: Date.now(), text: JSON.stringify([body.system ?? null, body.messages]) });
 
-    const fault = takeFault(name);
+    const knobs = knobsFor(name, body.model);
+    const fault = takeFault(name, body.model);
     if (knobs.latencyMs) await sleep(knobs.latencyMs);
     switch (fault?.kind) {
       case 'refuse':

@@ -62,12 +62,12 @@ export interface Stack {
 const secret = () => randomBytes(24).toString('base64url');
 
 /** `<NAME>_BASE_URL` and `<NAME>_API_KEY` of every registry provider, aimed at the fakes. */
-export function fakeProviderBindings(fakes: FakeProviders): Record<string, string> {
+export function fakeProviderBindings(fakesUrl: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const spec of Object.values(PROVIDERS)) {
     if (spec.format === 'mock') continue;
     const n = spec.name.toUpperCase().replace(/-/g, '_');
-    out[`${n}_BASE_URL`] = spec.format === 'gemini' ? `${fakes.url}/${spec.name}/v1beta` : fakes.baseUrl(spec.name);
+    out[`${n}_BASE_URL`] = `${fakesUrl}/${spec.name}/${spec.format === 'gemini' ? 'v1beta' : 'v1'}`;
     if (spec.keyEnv) out[spec.keyEnv] = `fake-${spec.name}-key`;
   }
   return out;
@@ -132,7 +132,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
             ADMIN_API_KEY: adminKey,
             DATABASE_WEBHOOK_SECRET: webhookSecret,
             REDIS_KEY_PREFIX: keyPrefix,
-            ...(options.providersToFakes ? fakeProviderBindings(fakeProviders) : {}),
+            ...(options.providersToFakes ? fakeProviderBindings(fakeProviders.url) : {}),
             ...options.bindings,
           },
         })),

@@ -15,6 +15,13 @@ export interface Bindings {
   MAX_REQUEST_BYTES?: string;
   /** Latency of the built-in mock provider: before the first token, and between stream chunks. */
   MOCK_LATENCY_MS?: string;
+  /** Defaults of the provider-call deadlines and breakers (a deployment's routing config overrides). */
+  PROVIDER_FIRST_BYTE_TIMEOUT_MS?: string;
+  PROVIDER_STALL_TIMEOUT_MS?: string;
+  PROVIDER_TOTAL_TIMEOUT_MS?: string;
+  PROVIDER_RETRY_ATTEMPTS?: string;
+  BREAKER_FAILURE_THRESHOLD?: string;
+  BREAKER_COOLDOWN_MS?: string;
   MOCK_CHUNK_DELAY_MS?: string;
   OPENAI_API_KEY?: string;
   ANTHROPIC_API_KEY?: string;

@@ -2,7 +2,8 @@ import { Hono } from 'hono';
 import type { AppEnv } from './context';
 import { rpc } from './db';
 import { ConfigError, loadConfig, type Bindings } from './env';
-import { redisClient } from './redis';
+import { Breakers } from './breaker';
+import { redisClient, redisKeys } from './redis';
 import { VERSION } from './version';
 
 const CHECK_TIMEOUT_MS = 2_000;
@@ -68,7 +69,14 @@ export function healthRoutes(functionName: string) {
   app.get('/health/dependencies', async (c) => {
     const deps = await checkDependencies(c.env);
     const ok = Object.values(deps).every((d) => d.status === 'ok');
-    return c.json({ status: ok ? 'ok' : 'degraded', function: functionName, version: VERSION, dependencies: deps });
+    // Provider circuit breakers (shared in Redis): which providers are open, half-open or closed.
+    let breakers: Awaited<ReturnType<Breakers['list']>> | null = null;
+    if (deps.redis?.status === 'ok') {
+      const config = loadConfig(c.env);
+      breakers = await new Breakers(redisClient(config), redisKeys(config.REDIS_KEY_PREFIX)).list().catch(() => null);
+    }
+    const openBreakers = breakers?.filter((b) => b.state !== 'closed').length ?? 0;
+    return c.json({ status: ok ? 'ok' : 'degraded', function: functionName, version: VERSION, dependencies: deps, openBreakers, breakers });
   });
   return app;
 }

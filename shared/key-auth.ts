@@ -73,7 +73,7 @@ export interface KeyResolution {
 }
 
 /** Extra Redis keys a route wants read alongside the config version (kill switches, breakers, ...). */
-export type AlsoRead = (deploymentId: string, keys: RedisKeys) => string[];
+export type AlsoRead = (deployment: Deployment, keys: RedisKeys) => string[];
 
 export async function resolveKey(config: Config, rawKey: string, alsoRead: AlsoRead = () => [], now = Date.now()): Promise<KeyResolution> {
   const hash = await sha256Hex(rawKey);
@@ -86,7 +86,7 @@ export async function resolveKey(config: Config, rawKey: string, alsoRead: AlsoR
   let currentVersion: number | null = null;
   let redisUp = true;
   if (hit?.resolved && now - hit.cachedAt < ISOLATE_TTL_MS) {
-    const extra = alsoRead(hit.resolved.deployment.id, keys);
+    const extra = alsoRead(hit.resolved.deployment, keys);
     try {
       // The warm path: one round trip for the version and everything else the route needs.
       const values = await redis.mget<(string | null)[]>(keys.configVersion(hit.resolved.deployment.id), ...extra);
@@ -104,7 +104,7 @@ export async function resolveKey(config: Config, rawKey: string, alsoRead: AlsoR
     }
   }
   const withReads = async (resolved: ResolvedKey | null): Promise<KeyResolution> => {
-    const extra = resolved ? alsoRead(resolved.deployment.id, keys) : [];
+    const extra = resolved ? alsoRead(resolved.deployment, keys) : [];
     if (resolved && redisUp && extra.length) {
       try {
         const values = await redis.mget<(string | null)[]>(...extra);

@@ -34,6 +34,10 @@ export function redisKeys(prefix: string) {
     apiKey: (keyHash: string) => `${prefix}:key:${keyHash}`,
     /** "off" while the global kill switch (inference.enabled = false) is thrown. */
     globalKillSwitch: () => `${prefix}:kill:global`,
+    /** A circuit breaker's state (`open:<until>`, absent while closed); `:f`, `:c`, `:p` beside it. */
+    breaker: (id: string) => `${prefix}:br:${id}`,
+    /** Every breaker that ever opened, for /health/dependencies. */
+    breakerIndex: () => `${prefix}:br-index`,
     /** A daily counter of one deployment, e.g. empty completions. */
     dailyCounter: (name: string, deploymentId: string, day: string) => `${prefix}:count:${name}:${deploymentId}:${day}`,
   };

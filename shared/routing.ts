@@ -39,6 +39,35 @@ export type Tier = z.infer<typeof tierSchema>;
 
 const tierName = z.string().check(z.regex(/^[a-z0-9][a-z0-9._-]{0,40}$/, 'tier names are lowercase letters, digits, ".", "_" or "-"'));
 
+const ms = (max: number) => z.optional(z.int().check(z.gte(1), z.lte(max)));
+
+/** Deadlines per provider call (seed 000 transport tuning); env PROVIDER_*_TIMEOUT_MS sets the defaults. */
+export const timeoutsSchema = z.strictObject({
+  /** Until the response starts: headers for JSON, the first chunk for a stream. */
+  firstByteMs: ms(600_000),
+  /** Between two stream chunks (a stall). */
+  stallMs: ms(600_000),
+  /** The whole call, stream included. */
+  totalMs: ms(3_600_000),
+});
+
+/** Retries of one target before the next: exponential backoff with full jitter, Retry-After honoured. */
+export const retrySchema = z.strictObject({
+  attempts: z.optional(z.int().check(z.gte(0), z.lte(5))),
+  baseDelayMs: ms(60_000),
+  maxDelayMs: ms(300_000),
+  /** All retry waits of one request together stay under this. */
+  budgetMs: ms(600_000),
+});
+
+export const breakerSchema = z.strictObject({
+  failureThreshold: z.optional(z.int().check(z.gte(1), z.lte(1000))),
+  windowMs: ms(3_600_000),
+  cooldownMs: ms(3_600_000),
+  minCalls: z.optional(z.int().check(z.gte(1), z.lte(100_000))),
+  failureRatio: z.optional(z.number().check(z.gt(0), z.lte(1))),
+});
+
 export const routingSchema = z.strictObject({
   tiers: z.optional(z.record(tierName, tierSchema)),
   /** alias → tier name, or `provider/model`. */
@@ -49,6 +78,15 @@ export const routingSchema = z.strictObject({
   contextBudgetTokens: z.optional(z.int().check(z.positive())),
   /** When non-empty, URLs in prompts outside these domains are removed before the provider sees them. */
   urlAllowlist: z.optional(z.array(z.string().check(z.regex(/^[a-z0-9.-]+\.[a-z]{2,}$/i, 'a domain such as example.com')))),
+  timeouts: z.optional(timeoutsSchema),
+  retry: z.optional(retrySchema),
+  breaker: z.optional(breakerSchema),
+  /** Upstream statuses that move on to the next target (network errors and deadlines always do). */
+  fallbackOnStatus: z.optional(z.array(z.int().check(z.gte(400), z.lte(599)))),
+  /** When every target of the tier failed or is open, try cheaper tiers (seed 004 playbook). Default true. */
+  downgradeOnFailure: z.optional(z.boolean()),
+  /** The last resort when every target failed (seed 003 "rules" fallback): answered as the assistant. */
+  staticFallback: z.optional(z.strictObject({ message: z.string().check(z.minLength(1), z.maxLength(4000)) })),
 });
 export type RoutingConfig = z.infer<typeof routingSchema>;
 
@@ -68,6 +106,12 @@ export interface EffectiveRouting {
   defaultTier: string;
   contextBudgetTokens?: number;
   urlAllowlist: string[];
+  timeouts: z.infer<typeof timeoutsSchema>;
+  retry: z.infer<typeof retrySchema>;
+  breaker: z.infer<typeof breakerSchema>;
+  fallbackOnStatus?: number[];
+  downgradeOnFailure: boolean;
+  staticFallback?: { message: string };
 }
 
 const parsedCache = new WeakMap<object, EffectiveRouting | Error>();
@@ -83,7 +127,19 @@ export function effectiveRouting(raw: Record<string, unknown>): EffectiveRouting
     } else {
       const tiers = p.data.tiers && Object.keys(p.data.tiers).length ? p.data.tiers : DEFAULT_TIERS;
       const defaultTier = p.data.defaultTier ?? (tiers.flash ? 'flash' : Object.keys(tiers)[0]!);
-      r = { tiers, aliases: p.data.aliases ?? {}, defaultTier, contextBudgetTokens: p.data.contextBudgetTokens, urlAllowlist: p.data.urlAllowlist ?? [] };
+      r = {
+        tiers,
+        aliases: p.data.aliases ?? {},
+        defaultTier,
+        contextBudgetTokens: p.data.contextBudgetTokens,
+        urlAllowlist: p.data.urlAllowlist ?? [],
+        timeouts: p.data.timeouts ?? {},
+        retry: p.data.retry ?? {},
+        breaker: p.data.breaker ?? {},
+        fallbackOnStatus: p.data.fallbackOnStatus,
+        downgradeOnFailure: p.data.downgradeOnFailure ?? true,
+        staticFallback: p.data.staticFallback,
+      };
     }
     parsedCache.set(raw, r);
   }
@@ -192,6 +248,24 @@ export function cheapestTierWith(routing: EffectiveRouting, caps: readonly Capab
     if (!best || price < best.price) best = { name, price };
   }
   return best?.name ?? null;
+}
+
+/** Every target of every tier (for reading their breakers in the hot-path round trip). */
+export function allTargets(routing: EffectiveRouting): Target[] {
+  return Object.values(routing.tiers).flatMap((t) => t.targets);
+}
+
+/**
+ * Targets of tiers cheaper than `tier` that support `caps`, closest in price first: where a call goes
+ * when its own tier is down or rate limited (seed 004 "downgrade").
+ */
+export function downgradeTargets(routing: EffectiveRouting, tier: string, caps: readonly Capability[]): { tier: string; target: Target }[] {
+  const price = (name: string) => Math.max(...routing.tiers[name]!.targets.map((t) => t.priceInputPerMTok + t.priceOutputPerMTok));
+  const own = price(tier);
+  return Object.keys(routing.tiers)
+    .filter((name) => name !== tier && price(name) < own)
+    .sort((a, b) => price(b) - price(a))
+    .flatMap((name) => routing.tiers[name]!.targets.filter((t) => supports(t, caps)).map((target) => ({ tier: name, target })));
 }
 
 /** USD for a call at a target's prices. */

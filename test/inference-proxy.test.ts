@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import OpenAI from 'openai';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { fakeScope } from './fakes';
 import { createDeployment, fn, stack } from './helpers';
 
 const INTERNAL_SK = 'sk_test_demoInternalAssist00000000000000';
@@ -9,11 +10,6 @@ const baseURL = fn('inference-proxy', '/v1');
 const client = (apiKey = INTERNAL_SK, opts: Partial<ConstructorParameters<typeof OpenAI>[0]> = {}) => new OpenAI({ apiKey, baseURL, maxRetries: 0, ...opts });
 const hello = [{ role: 'user' as const, content: 'Say hello.' }];
 
-const fakes = {
-  control: (provider: string, knobs: object) => fetch(`${stack.fakeProvidersUrl}/_control`, { method: 'POST', body: JSON.stringify({ provider, ...knobs }) }),
-  reset: () => fetch(`${stack.fakeProvidersUrl}/_reset`, { method: 'POST' }),
-  requests: async () => (await (await fetch(`${stack.fakeProvidersUrl}/_requests`)).json()) as { provider: string; model: string; stream: boolean; text: string }[],
-};
 
 async function post(path: string, body: unknown, key = INTERNAL_SK, headers: Record<string, string> = {}) {
   const res = await fetch(fn('inference-proxy', path), {
@@ -37,12 +33,10 @@ async function routedDeployment(routing: object, overrides: Record<string, unkno
 }
 const target = (provider: string, model: string, extra: object = {}) => ({ provider, model, priceInputPerMTok: 1, priceOutputPerMTok: 2, capabilities: ['tools', 'json', 'vision'], ...extra });
 
-beforeEach(async () => {
-  await fakes.reset();
-});
 
 describe('the official openai client against the proxy (mock provider)', () => {
   it('gets a completion, with usage and the gateway headers', async () => {
+    const f = fakeScope();
     const { data, response } = await client().chat.completions.create({ model: 'flash', messages: hello }).withResponse();
     expect(data.object).toBe('chat.completion');
     expect(data.choices[0]!.message.content).toMatch(/deterministic answer/);
@@ -55,6 +49,7 @@ describe('the official openai client against the proxy (mock provider)', () => {
   });
 
   it('streams, with a usage chunk when asked, honouring max_tokens', async () => {
+    const f = fakeScope();
     const stream = await client().chat.completions.create({ model: 'flash', messages: hello, stream: true, stream_options: { include_usage: true }, max_tokens: 5 });
     let text = '';
     let usage;
@@ -70,6 +65,7 @@ describe('the official openai client against the proxy (mock provider)', () => {
   });
 
   it('ends a stream with [DONE] and sends no usage chunk unless asked', async () => {
+    const f = fakeScope();
     const r = await post('/v1/chat/completions', { model: 'flash', messages: hello, stream: true });
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toMatch(/text\/event-stream/);
@@ -78,6 +74,7 @@ describe('the official openai client against the proxy (mock provider)', () => {
   });
 
   it('returns tool calls', async () => {
+    const f = fakeScope();
     const res = await client().chat.completions.create({
       model: 'flash',
       messages: [{ role: 'user', content: 'What is the weather in Paris?' }],
@@ -89,6 +86,7 @@ describe('the official openai client against the proxy (mock provider)', () => {
   });
 
   it('answers json_schema requests with JSON that matches', async () => {
+    const f = fakeScope();
     const res = await client().chat.completions.create({
       model: 'flash',
       messages: hello,
@@ -98,6 +96,7 @@ describe('the official openai client against the proxy (mock provider)', () => {
   });
 
   it('surfaces errors as the client\'s typed errors', async () => {
+    const f = fakeScope();
     const err = await client().chat.completions.create({ model: 'no-such-model', messages: hello }).catch((e) => e);
     expect(err).toBeInstanceOf(OpenAI.NotFoundError);
     expect(err.code).toBe('model_not_found');
@@ -106,6 +105,7 @@ describe('the official openai client against the proxy (mock provider)', () => {
   });
 
   it('lists the deployment\'s models', async () => {
+    const f = fakeScope();
     const models = await client().models.list();
     const ids = models.data.map((m) => m.id);
     expect(ids).toEqual(expect.arrayContaining(['auto', 'flash-lite', 'flash', 'pro', 'mock/mock-flash']));
@@ -114,6 +114,7 @@ describe('the official openai client against the proxy (mock provider)', () => {
 
 describe('routing', () => {
   it('sends an image to a vision-capable tier', async () => {
+    const f = fakeScope();
     const { response } = await client()
       .chat.completions.create({ model: 'flash-lite', messages: [{ role: 'user', content: [{ type: 'text', text: 'What is this?' }, { type: 'image_url', image_url: { url: 'https://example.com/cat.png' } }] }] })
       .withResponse();
@@ -122,6 +123,7 @@ describe('routing', () => {
   });
 
   it('picks a tier with smart routing for model "auto", and explains it', async () => {
+    const f = fakeScope();
     const simple = await client().chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: 'hi!' }] }).withResponse();
     expect(simple.response.headers.get('x-inference-edge-route-reason')).toMatch(/^smart:simple/);
     expect(simple.response.headers.get('x-inference-edge-model')).toBe('mock-lite');
@@ -136,24 +138,28 @@ describe('routing', () => {
   });
 
   it('falls back to the next target when the first fails, and says so', async () => {
-    const { keys } = await routedDeployment({ tiers: { main: { mode: 'fallback', targets: [target('groq', 'llama-fast'), target('openai', 'gpt-test')] } } });
-    await fakes.control('groq', { fault: { kind: 'status', status: 500 } });
+    const f = fakeScope();
+    const { keys } = await routedDeployment({ tiers: { main: { mode: 'fallback', targets: [target('groq', f.model('llama-fast')), target('openai', f.model('gpt-test'))] } } });
+    await f.control('groq', 'llama-fast', { fault: { kind: 'status', status: 500 } });
     const { data, response } = await client(keys.secret).chat.completions.create({ model: 'main', messages: hello }).withResponse();
     expect(data.choices[0]!.message.content).toMatch(/fake provider/);
     expect(response.headers.get('x-inference-edge-provider')).toBe('openai');
     expect(response.headers.get('x-inference-edge-fallbacks')).toBe('1');
-    expect((await fakes.requests()).map((r) => r.provider)).toEqual(['groq', 'openai']);
+    // One retry of the failing target (the default), then the next target.
+    expect((await f.providers())).toEqual(['groq', 'groq', 'openai']);
   });
 
   it('keeps an upstream 400 as a 400 (no fallback on the caller\'s own error)', async () => {
-    const { keys } = await routedDeployment({ tiers: { main: { mode: 'fallback', targets: [target('groq', 'llama-fast'), target('openai', 'gpt-test')] } } });
-    await fakes.control('groq', { fault: { kind: 'status', status: 400 } });
+    const f = fakeScope();
+    const { keys } = await routedDeployment({ tiers: { main: { mode: 'fallback', targets: [target('groq', f.model('llama-fast')), target('openai', f.model('gpt-test'))] } } });
+    await f.control('groq', 'llama-fast', { fault: { kind: 'status', status: 400 } });
     const err = await client(keys.secret).chat.completions.create({ model: 'main', messages: hello }).catch((e) => e);
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
-    expect((await fakes.requests()).map((r) => r.provider)).toEqual(['groq']);
+    expect((await f.providers())).toEqual(['groq']);
   });
 
   it('takes a provider out of routing when it has no key, and answers 503 when none is left', async () => {
+    const f = fakeScope();
     const { keys } = await routedDeployment({ tiers: { main: { targets: [target('deepseek', 'x')] } } });
     // deepseek has a fake key in tests; a provider name outside the registry has none.
     const r = await post('/v1/chat/completions', { model: 'main', messages: hello }, keys.secret);
@@ -167,14 +173,15 @@ describe('routing', () => {
 
 describe('conditional routing on user attributes', () => {
   it('routes by a cohort only a secret key may assert', async () => {
+    const f = fakeScope();
     const { keys } = await routedDeployment(
-      { tiers: { main: { mode: 'conditional', targets: [target('groq', 'beta-model', { when: { field: 'user.cohort', op: 'eq', value: 'qa' } }), target('openai', 'ga-model')] } } },
+      { tiers: { main: { mode: 'conditional', targets: [target('groq', f.model('beta-model'), { when: { field: 'user.cohort', op: 'eq', value: 'qa' } }), target('openai', f.model('ga-model'))] } } },
       { allowedOrigins: ['https://app.example.com'] },
     );
     const qa = await post('/v1/chat/completions', { model: 'main', messages: hello }, keys.secret, { 'x-inference-edge-user': '{"cohort":"qa"}' });
-    expect(qa.headers.get('x-inference-edge-model')).toBe('beta-model');
+    expect(qa.headers.get('x-inference-edge-model')).toBe(f.model('beta-model'));
     const ga = await post('/v1/chat/completions', { model: 'main', messages: hello }, keys.secret);
-    expect(ga.headers.get('x-inference-edge-model')).toBe('ga-model');
+    expect(ga.headers.get('x-inference-edge-model')).toBe(f.model('ga-model'));
     const browser = await post('/v1/chat/completions', { model: 'main', messages: hello }, keys.publishable, { origin: 'https://app.example.com', 'x-inference-edge-user': '{"cohort":"qa"}' });
     expect(browser.status).toBe(403);
     expect(browser.json.error.code).toBe('user_attributes_forbidden');
@@ -187,27 +194,30 @@ describe('JSON answers', () => {
   const schemaFormat = { type: 'json_schema', json_schema: { name: 'n', schema: { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'] } } };
 
   it('retries once when a json_schema answer does not validate, and keeps the good one', async () => {
-    const { keys } = await routedDeployment({ tiers: { main: { targets: [target('openai', 'gpt-test')] } } });
-    await fakes.control('openai', { texts: ['{"n": "seven"}', '{"n": 7}'] });
+    const f = fakeScope();
+    const { keys } = await routedDeployment({ tiers: { main: { targets: [target('openai', f.model('gpt-test'))] } } });
+    await f.control('openai', 'gpt-test', { texts: ['{"n": "seven"}', '{"n": 7}'] });
     const r = await post('/v1/chat/completions', { model: 'main', messages: hello, response_format: schemaFormat }, keys.secret);
     expect(r.status).toBe(200);
     expect(JSON.parse(r.json.choices[0].message.content)).toEqual({ n: 7 });
     expect(r.headers.get('x-inference-edge-json-retry')).toBe('ok');
-    expect((await fakes.requests()).length).toBe(2);
+    expect((await f.requests()).length).toBe(2);
   });
 
   it('retries only once, and says when the retry failed too', async () => {
-    const { keys } = await routedDeployment({ tiers: { main: { targets: [target('openai', 'gpt-test')] } } });
-    await fakes.control('openai', { texts: ['not json', 'still not json', '{"n": 1}'] });
+    const f = fakeScope();
+    const { keys } = await routedDeployment({ tiers: { main: { targets: [target('openai', f.model('gpt-test'))] } } });
+    await f.control('openai', 'gpt-test', { texts: ['not json', 'still not json', '{"n": 1}'] });
     const r = await post('/v1/chat/completions', { model: 'main', messages: hello, response_format: schemaFormat }, keys.secret);
     expect(r.status).toBe(200);
     expect(r.headers.get('x-inference-edge-json-retry')).toBe('failed');
-    expect((await fakes.requests()).length).toBe(2);
+    expect((await f.requests()).length).toBe(2);
   });
 
   it('flags an empty completion', async () => {
-    const { keys } = await routedDeployment({ tiers: { main: { targets: [target('openai', 'gpt-test')] } } });
-    await fakes.control('openai', { text: '' });
+    const f = fakeScope();
+    const { keys } = await routedDeployment({ tiers: { main: { targets: [target('openai', f.model('gpt-test'))] } } });
+    await f.control('openai', 'gpt-test', { text: '' });
     const r = await post('/v1/chat/completions', { model: 'main', messages: hello }, keys.secret);
     expect(r.headers.get('x-inference-edge-empty-completion')).toBe('true');
   });
@@ -220,7 +230,8 @@ describe('providers through their wire formats (fake servers on loopback)', () =
     ['gemini', 'gemini-test'],
     ['groq', 'llama-test'],
   ])('%s: JSON and streaming come back in OpenAI format', async (provider, model) => {
-    const { keys } = await routedDeployment({ tiers: { main: { targets: [target(provider, model)] } } });
+    const f = fakeScope();
+    const { keys } = await routedDeployment({ tiers: { main: { targets: [target(provider, f.model(model))] } } });
     const c = client(keys.secret);
     const json = await c.chat.completions.create({ model: 'main', messages: [{ role: 'system', content: 'Be brief.' }, ...hello], max_tokens: 4 });
     expect(json.choices[0]!.message.content!.trim().split(/\s+/)).toHaveLength(4);
@@ -235,13 +246,14 @@ describe('providers through their wire formats (fake servers on loopback)', () =
     }
     expect(text).toMatch(/^The quick answer from a fake provider/);
     expect(usage).toMatchObject({ completion_tokens: expect.any(Number) });
-    const seen = await fakes.requests();
-    expect(seen.map((r) => [r.provider, r.model, r.stream])).toEqual([[provider, model, false], [provider, model, true]]);
+    const seen = await f.requests();
+    expect(seen.map((r) => [r.provider, r.model, r.stream])).toEqual([[provider, f.model(model), false], [provider, f.model(model), true]]);
   });
 });
 
 describe('guards', () => {
   it('answers 413 for a 2 MB body and 400 for a bad one, in the OpenAI error shape', async () => {
+    const f = fakeScope();
     const big = await post('/v1/chat/completions', JSON.stringify({ model: 'flash', messages: [{ role: 'user', content: 'x'.repeat(2 * 1024 * 1024) }] }));
     expect(big.status).toBe(413);
     expect(big.json.error).toMatchObject({ type: 'invalid_request_error', code: 'request_too_large' });
@@ -256,6 +268,7 @@ describe('guards', () => {
   });
 
   it('clamps max_tokens to tokensPerRequest and refuses a prompt that alone is over', async () => {
+    const f = fakeScope();
     const { keys } = await createDeployment({ type: 'internal', rateLimits: { tokensPerRequest: 60 } });
     const r = await post('/v1/chat/completions', { model: 'flash', messages: hello, max_tokens: 1000 }, keys.secret);
     expect(r.status).toBe(200);
@@ -266,6 +279,7 @@ describe('guards', () => {
   });
 
   it('truncates a long conversation, keeping the system prompt, and flags it', async () => {
+    const f = fakeScope();
     const { keys } = await createDeployment({ type: 'internal', rateLimits: { tokensPerRequest: 400 } });
     const messages = [{ role: 'system', content: 'Be brief.' }, ...Array.from({ length: 12 }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: `turn ${i} ${'word '.repeat(40)}` }))];
     const r = await post('/v1/chat/completions', { model: 'flash', messages }, keys.secret);
@@ -274,26 +288,29 @@ describe('guards', () => {
   });
 
   it('redacts PII before the provider sees the prompt when piiRedaction is on', async () => {
-    const { keys } = await routedDeployment({ tiers: { main: { targets: [target('openai', 'gpt-test')] } } }, { features: { piiRedaction: true } });
+    const f = fakeScope();
+    const { keys } = await routedDeployment({ tiers: { main: { targets: [target('openai', f.model('gpt-test'))] } } }, { features: { piiRedaction: true } });
     const r = await post('/v1/chat/completions', { model: 'main', messages: [{ role: 'user', content: 'Mail jane.doe@example.com or call +1 415 555 0100, card 4111 1111 1111 1111.' }] }, keys.secret);
     expect(r.status).toBe(200);
     expect(Number(r.headers.get('x-inference-edge-pii-redacted'))).toBeGreaterThanOrEqual(3);
-    const [seen] = await fakes.requests();
+    const [seen] = await f.requests();
     expect(seen!.text).not.toContain('jane.doe@example.com');
     expect(seen!.text).not.toContain('4111 1111 1111 1111');
     expect(seen!.text).toContain('[EMAIL]');
   });
 
   it('removes URLs outside the deployment\'s allowlist before the provider sees them', async () => {
-    const { keys } = await routedDeployment({ tiers: { main: { targets: [target('openai', 'gpt-test')] } }, urlAllowlist: ['example.com'] });
+    const f = fakeScope();
+    const { keys } = await routedDeployment({ tiers: { main: { targets: [target('openai', f.model('gpt-test'))] } }, urlAllowlist: ['example.com'] });
     const r = await post('/v1/chat/completions', { model: 'main', messages: [{ role: 'user', content: 'See https://docs.example.com/a and https://example.com.evil.io/x' }] }, keys.secret);
     expect(r.status).toBe(200);
-    const [seen] = await fakes.requests();
+    const [seen] = await f.requests();
     expect(seen!.text).toContain('https://docs.example.com/a');
     expect(seen!.text).not.toContain('evil.io');
   });
 
   it('accepts a publishable key only from an allowed origin', async () => {
+    const f = fakeScope();
     const ok = await post('/v1/chat/completions', { model: 'flash-lite', messages: hello }, PUBLIC_PK, { origin: 'http://localhost:5173' });
     expect(ok.status).toBe(200);
     expect(ok.headers.get('access-control-allow-origin')).toBe('http://localhost:5173');
@@ -307,6 +324,7 @@ describe('kill switches', () => {
   afterAll(() => redis.quit());
 
   it('per deployment: 503 with a user-facing message on the next request', async () => {
+    const f = fakeScope();
     const { deployment, keys } = await createDeployment({ type: 'internal' });
     expect((await post('/v1/chat/completions', { model: 'flash', messages: hello }, keys.secret)).status).toBe(200);
     const { admin } = await import('./helpers');
@@ -318,6 +336,7 @@ describe('kill switches', () => {
   });
 
   it('global, through the admin API: audited, and effective on the next request', async () => {
+    const f = fakeScope();
     const { admin } = await import('./helpers');
     try {
       const off = await admin('POST', '/kill-switch', { enabled: false, reason: 'provider outage' }, { 'x-inference-edge-actor': 'oncall' });
@@ -332,6 +351,7 @@ describe('kill switches', () => {
   });
 
   it('global (Redis): every deployment gets 503 until it is lifted', async () => {
+    const f = fakeScope();
     const key = `${stack.keyPrefix}:kill:global`;
     try {
       await redis.set(key, 'off');

@@ -6,20 +6,18 @@ import { ApiError } from '../../shared/errors';
 import { deploymentKeyAuth } from '../../shared/key-auth';
 import { assertInferenceEnabled, flagOn } from '../../shared/kill-switch';
 import { log } from '../../shared/log';
-import type { ChatCompletion, ChatCompletionChunk, ChatRequest, Usage } from '../../shared/openai-types';
+import type { ChatCompletion, ChatRequest, Usage } from '../../shared/openai-types';
 import { filterMessageUrls, redactMessages } from '../../shared/pii';
-import { callProvider } from '../../shared/providers/call';
-import { resolveProvider } from '../../shared/providers/registry';
-import { ProviderError, type ProviderResult, type ResolvedProvider } from '../../shared/providers/types';
-import { redisClient, redisKeys } from '../../shared/redis';
-import { costUsd, effectiveRouting, hasImages, type Target } from '../../shared/routing';
+import { ProviderError } from '../../shared/providers/types';
+import { redisClient, redisKeys, type RedisKeys } from '../../shared/redis';
+import { allTargets, costUsd, downgradeTargets, effectiveRouting, hasImages, requiredCapabilities, type EffectiveRouting, type Target } from '../../shared/routing';
+import { Breakers, breakerId } from '../../shared/breaker';
+import { completionAsChunks, dispatch, replay, resolvePolicy, type Answer, type Candidate, type DispatchContext, type DispatchPolicy, type DispatchResult } from './dispatch';
 import { sseData } from '../../shared/sse';
 import { parseJson } from '../../shared/validate';
 import { applyTokenGuards } from './guards';
 import { chatRequestSchema, normalizeRequest } from './request';
 import { planRoute } from './route';
-
-const PROVIDER_TIMEOUT_MS = 60_000;
 
 /** What one proxied call did: the usage record (metadata only, never content). */
 export interface UsageRecord {
@@ -36,27 +34,15 @@ export interface UsageRecord {
   status: number;
   errorCategory: string | null;
   fallbacks: number;
+  retries: number;
+  downgradedTo: string | null;
   truncated: boolean;
   stream: boolean;
+  stalled: boolean;
   empty: boolean;
   piiRedactions: number;
   urlsRemoved: number;
 }
-
-/** Upstream errors mapped in one place: upstream 4xx kept, auth failures and 5xx → 502, timeouts → 504. */
-function providerFailure(err: ProviderError): ApiError {
-  if (err.category === 'timeout') return new ApiError(504, 'provider_timeout', `${err.provider} did not answer in time.`);
-  if (err.status === 429) {
-    const headers: Record<string, string> = err.retryAfterMs !== null ? { 'retry-after': String(Math.ceil(err.retryAfterMs / 1000)) } : {};
-    return new ApiError(429, 'provider_rate_limited', `${err.provider} is rate limiting this deployment; retry later.`, null, headers);
-  }
-  if (err.status === 401 || err.status === 403) return new ApiError(502, 'provider_auth_failed', `${err.provider} refused the gateway's credentials.`);
-  if (err.status >= 400 && err.status < 500) return new ApiError(err.status as 400, 'provider_rejected_request', err.message);
-  return new ApiError(502, 'provider_error', `${err.provider} failed: ${err.message}`);
-}
-
-/** Worth trying the next target: rate limits, server errors, network and timeouts; never the caller's own 4xx. */
-const fallbackWorthy = (err: ProviderError) => err.status === 429 || err.status >= 500 || err.category !== 'http';
 
 const validators = new Map<string, Validator>();
 /** A json_schema answer that does not parse or validate is retried once (seed 001 "JSON retry"). */
@@ -87,59 +73,57 @@ const isEmpty = (c: ChatCompletion) => {
   return !m?.tool_calls?.length && !(m?.content ?? '').trim();
 };
 
-interface Attempt {
-  target: Target;
-  provider: ResolvedProvider;
-  result: ProviderResult;
-  /** For streams: the first chunk, already read, so a failure before any byte can still fall back. */
-  first?: IteratorResult<ChatCompletionChunk>;
-  iterator?: AsyncIterator<ChatCompletionChunk>;
-  providerMs: number;
-}
-
-/** Tries the plan's targets in order until one answers (fallback on 429, 5xx, network, timeouts). */
-async function callTargets(c: Context<AppEnv>, req: ChatRequest, targets: Target[], skipped: string[]): Promise<{ attempt: Attempt; fallbacks: number }> {
-  const env = c.env as unknown as Record<string, unknown>;
-  const mock = { latencyMs: Number(c.env.MOCK_LATENCY_MS ?? 0) || 0, chunkDelayMs: Number(c.env.MOCK_CHUNK_DELAY_MS ?? 0) || 0 };
-  let lastError: ProviderError | null = null;
-  let fallbacks = 0;
-  for (const target of targets) {
-    const provider = resolveProvider(target.provider, env);
-    if ('unavailable' in provider) {
-      skipped.push(provider.unavailable);
-      continue;
-    }
-    if (lastError) fallbacks++;
-    const started = performance.now();
-    try {
-      const result = await callProvider(provider, req, target.model, {
-        requestId: c.get('requestId'),
-        signal: AbortSignal.timeout(PROVIDER_TIMEOUT_MS),
-        mock,
-      });
-      const attempt: Attempt = { target, provider, result, providerMs: 0 };
-      if (result.kind === 'stream') {
-        attempt.iterator = result.chunks[Symbol.asyncIterator]();
-        attempt.first = await attempt.iterator.next();
-      }
-      attempt.providerMs = performance.now() - started;
-      return { attempt, fallbacks };
-    } catch (err) {
-      if (!(err instanceof ProviderError)) throw err;
-      log('warn', 'provider.failed', { requestId: c.get('requestId'), provider: target.provider, model: target.model, status: err.status, category: err.category });
-      if (!fallbackWorthy(err)) throw providerFailure(err);
-      lastError = err;
-    }
-  }
-  if (lastError) throw providerFailure(lastError);
-  throw new ApiError(503, 'no_provider_available', `No provider can serve this request right now (${skipped.join('; ') || 'no targets'}).`);
-}
-
-function setRouteHeaders(c: Context<AppEnv>, attempt: Attempt, reason: string, fallbacks: number) {
-  c.header('x-inference-edge-model', attempt.target.model);
-  c.header('x-inference-edge-provider', attempt.target.provider);
+function setRouteHeaders(c: Context<AppEnv>, answer: Answer, reason: string, fallbacks: number) {
+  c.header('x-inference-edge-model', answer.target.model);
+  c.header('x-inference-edge-provider', answer.target.provider);
   c.header('x-inference-edge-route-reason', reason);
   if (fallbacks) c.header('x-inference-edge-fallbacks', String(fallbacks));
+  if (answer.downgradedTo) c.header('x-inference-edge-downgraded', answer.downgradedTo);
+  if (answer.reemitted) c.header('x-inference-edge-stream-fallback', 'non-streamed');
+}
+
+/**
+ * The dispatch, then the last resorts when every target failed with a server-side error: for a
+ * stream, the same candidates non-streamed, re-emitted as SSE; then the deployment's static answer.
+ */
+async function dispatchWithLastResorts(req: ChatRequest, candidates: Candidate[], policy: DispatchPolicy, ctx: DispatchContext, routing: EffectiveRouting): Promise<DispatchResult> {
+  try {
+    return await dispatch(req, candidates, policy, ctx);
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status < 500) throw err;
+    if (req.stream) {
+      try {
+        const r = await dispatch({ ...req, stream: false }, candidates, policy, ctx);
+        return { ...r, answer: replay(r.answer.target, r.answer.provider, completionAsChunks(r.answer.completion!), r.answer.providerMs) };
+      } catch (again) {
+        if (!(again instanceof ApiError) || again.status < 500) throw again;
+      }
+    }
+    if (!routing.staticFallback) throw err;
+    log('warn', 'static_fallback', { requestId: ctx.requestId, cause: err.code });
+    const completion: ChatCompletion = {
+      id: `chatcmpl-${ctx.requestId}`,
+      object: 'chat.completion',
+      created: Math.floor(Date.now() / 1000),
+      model: 'static-fallback',
+      choices: [{ index: 0, message: { role: 'assistant', content: routing.staticFallback.message, refusal: null }, finish_reason: 'stop', logprobs: null }],
+      usage: { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
+    };
+    const target: Target = { provider: 'static', model: 'static-fallback', priceInputPerMTok: 0, priceOutputPerMTok: 0, capabilities: [], weight: 1 };
+    const answer: Answer = req.stream
+      ? { ...replay(target, null, completionAsChunks(completion), 0), reemitted: false }
+      : { target, provider: null, completion, abort: () => {}, providerMs: 0 };
+    return { answer, fallbacks: candidates.length, retries: 0, skipped: [] };
+  }
+}
+
+/** waitUntil where there is an execution context (not in app.request unit tests). */
+function waitUntil(c: Context<AppEnv>, work: Promise<unknown>) {
+  try {
+    c.executionCtx.waitUntil(work);
+  } catch {
+    void work;
+  }
 }
 
 /** The usage record goes out after the response (waitUntil): never on the client's time. */
@@ -153,10 +137,14 @@ function recordUsage(c: Context<AppEnv>, record: UsageRecord) {
       await redisClient(config).pipeline().incr(key).expire(key, 8 * 86_400).exec().catch(() => {});
     }
   };
+  waitUntil(c, work());
+}
+
+function breakerKeysOf(routingConfig: Record<string, unknown>, keys: RedisKeys): string[] {
   try {
-    c.executionCtx.waitUntil(work());
+    return allTargets(effectiveRouting(routingConfig)).filter((t) => t.provider !== 'mock').map((t) => keys.breaker(breakerId(t.provider, t.model)));
   } catch {
-    void work(); // no execution context (unit tests)
+    return []; // invalid routing is reported by the handler
   }
 }
 
@@ -187,7 +175,8 @@ function userAttributes(c: Context<AppEnv>): Record<string, string> {
 
 export const chatRoutes = new Hono<AppEnv>().post(
   '/v1/chat/completions',
-  deploymentKeyAuth({ alsoRead: (_, keys) => [keys.globalKillSwitch()] }),
+  // The hot path's one Redis round trip: config version, global kill switch, every target's breaker.
+  deploymentKeyAuth({ alsoRead: (deployment, keys) => [keys.globalKillSwitch(), ...breakerKeysOf(deployment.routing, keys)] }),
   async (c) => {
     const t0 = performance.now();
     const config = loadConfig(c.env);
@@ -230,14 +219,33 @@ export const chatRoutes = new Hono<AppEnv>().post(
     if (guard.maxTokensClamped) c.header('x-inference-edge-max-tokens', String(guard.maxTokens));
     if (piiRedactions) c.header('x-inference-edge-pii-redacted', String(piiRedactions));
 
-    const skipped: string[] = [];
-    const preCallMs = performance.now() - t0;
-    let { attempt, fallbacks } = await callTargets(c, req, plan.targets, skipped);
-    const record: UsageRecord = {
+    const policy = resolvePolicy(routing, c.env);
+    const keys = redisKeys(config.REDIS_KEY_PREFIX);
+    const { redisDegraded } = c.get('auth');
+    if (redisDegraded) c.header('x-inference-edge-degraded', 'redis');
+    const ctx: DispatchContext = {
+      env: c.env,
       requestId: c.get('requestId'),
+      mock: { latencyMs: Number(c.env.MOCK_LATENCY_MS ?? 0) || 0, chunkDelayMs: Number(c.env.MOCK_CHUNK_DELAY_MS ?? 0) || 0 },
+      breakers: new Breakers(redisClient(config), keys),
+      breakerReads: new Map(allTargets(routing).map((t) => {
+        const id = breakerId(t.provider, t.model);
+        return [id, reads.get(keys.breaker(id)) ?? null];
+      })),
+      redisDown: redisDegraded,
+      background: [],
+    };
+    const candidates: Candidate[] = [
+      ...plan.targets.map((target) => ({ target })),
+      ...(routing.downgradeOnFailure && plan.tier
+        ? downgradeTargets(routing, plan.tier, requiredCapabilities(req)).map(({ tier, target }) => ({ target, downgradedTo: tier }))
+        : []),
+    ];
+    const record: UsageRecord = {
+      requestId: ctx.requestId,
       deploymentId: deployment.id,
-      model: attempt.target.model,
-      provider: attempt.target.provider,
+      model: null,
+      provider: null,
       routeReason: plan.reason,
       tokensIn: guard.promptTokens,
       tokensOut: 0,
@@ -246,87 +254,115 @@ export const chatRoutes = new Hono<AppEnv>().post(
       ttfbMs: null,
       status: 200,
       errorCategory: null,
-      fallbacks,
+      fallbacks: 0,
+      retries: 0,
+      downgradedTo: null,
       truncated: guard.droppedMessages > 0,
       stream: Boolean(req.stream),
+      stalled: false,
       empty: false,
       piiRedactions,
       urlsRemoved,
     };
+    const finish = () => {
+      waitUntil(c, Promise.allSettled(ctx.background));
+      recordUsage(c, record);
+    };
+
+    let result: DispatchResult;
+    try {
+      result = await dispatchWithLastResorts(req, candidates, policy, ctx, routing);
+    } catch (err) {
+      record.status = err instanceof ApiError ? err.status : 500;
+      record.errorCategory = err instanceof ApiError ? err.code : 'internal';
+      record.latencyMs = Math.round(performance.now() - t0);
+      finish();
+      throw err;
+    }
+    let { answer } = result;
+    record.fallbacks = result.fallbacks;
+    record.retries = result.retries;
+    record.downgradedTo = answer.downgradedTo ?? null;
     const settle = (usage: Usage | null | undefined) => {
       if (usage) {
         record.tokensIn = usage.prompt_tokens;
         record.tokensOut = usage.completion_tokens;
       }
-      record.costUsd = costUsd(attempt.target, record.tokensIn, record.tokensOut);
+      record.model = answer.target.model;
+      record.provider = answer.target.provider;
+      record.costUsd = costUsd(answer.target, record.tokensIn, record.tokensOut);
     };
 
-    if (attempt.result.kind === 'json') {
-      let completion = attempt.result.completion;
+    if (answer.completion) {
+      let completion = answer.completion;
       const problem = jsonProblem(req, completion);
       if (problem) {
         log('warn', 'json.retry', { requestId: record.requestId, problem });
-        const retry = await callTargets(c, req, [attempt.target, ...plan.targets.filter((t) => t !== attempt.target)], skipped);
-        if (retry.attempt.result.kind === 'json') {
-          attempt = retry.attempt;
-          completion = retry.attempt.result.completion;
+        const again = await dispatch(req, [{ target: answer.target }, ...candidates.filter((x) => x.target !== answer.target)], policy, ctx).catch(() => null);
+        if (again?.answer.completion) {
+          answer = again.answer;
+          completion = again.answer.completion;
           c.header('x-inference-edge-json-retry', jsonProblem(req, completion) ? 'failed' : 'ok');
         }
       }
       record.empty = isEmpty(completion);
       if (record.empty) c.header('x-inference-edge-empty-completion', 'true');
       settle(completion.usage);
-      setRouteHeaders(c, attempt, plan.reason, fallbacks);
+      setRouteHeaders(c, answer, plan.reason, result.fallbacks);
       record.latencyMs = Math.round(performance.now() - t0);
       record.ttfbMs = record.latencyMs;
-      c.header('x-inference-edge-overhead-ms', (performance.now() - t0 - attempt.providerMs).toFixed(2));
-      recordUsage(c, record);
+      c.header('x-inference-edge-overhead-ms', Math.max(0, performance.now() - t0 - answer.providerMs).toFixed(2));
+      finish();
       return c.json(completion);
     }
 
-    // Streaming: the first chunk was read before answering, so every header is set now.
-    setRouteHeaders(c, attempt, plan.reason, fallbacks);
-    c.header('x-inference-edge-overhead-ms', (preCallMs + 0.01).toFixed(2));
+    // Streaming: the first chunk arrived before answering, so every header is set before the body.
+    setRouteHeaders(c, answer, plan.reason, result.fallbacks);
+    c.header('x-inference-edge-overhead-ms', Math.max(0, performance.now() - t0 - answer.providerMs).toFixed(2));
     c.header('content-type', 'text/event-stream; charset=utf-8');
     c.header('cache-control', 'no-cache');
     const includeUsage = req.stream_options?.include_usage === true;
-    const iterator = attempt.iterator!;
-    const first = attempt.first!;
     record.ttfbMs = Math.round(performance.now() - t0);
     let text = '';
     let toolCalls = 0;
+    const streamed = answer;
     const body = new ReadableStream<Uint8Array>({
       async start(controller) {
-        let result = first;
+        let next = streamed.first!;
         try {
-          while (!result.done) {
-            const chunk = result.value;
+          while (!next.done) {
+            const chunk = next.value;
             if (chunk.usage) settle(chunk.usage);
             for (const ch of chunk.choices) {
               text += ch.delta.content ?? '';
               toolCalls += ch.delta.tool_calls?.length ?? 0;
             }
-            const isUsageOnly = chunk.choices.length === 0;
-            if (!isUsageOnly || includeUsage) {
+            if (chunk.choices.length || includeUsage) {
               controller.enqueue(sseData(includeUsage || !chunk.usage ? chunk : { ...chunk, usage: undefined }));
             }
-            result = await iterator.next();
+            next = await streamed.next!();
           }
           controller.enqueue(sseData('[DONE]'));
         } catch (err) {
           // Bytes already went out: end with an in-band error and no [DONE], never a silent 200.
-          const message = err instanceof ProviderError ? err.message : 'the provider stream failed';
+          const e = err instanceof ProviderError ? err : null;
           record.status = 502;
-          record.errorCategory = err instanceof ProviderError ? err.category : 'stream';
-          controller.enqueue(sseData({ error: { message: `Stream interrupted: ${message}`, type: 'api_error', code: 'stream_interrupted', param: null } }));
-          log('warn', 'stream.interrupted', { requestId: record.requestId, provider: record.provider, error: message });
+          record.errorCategory = e?.category ?? 'stream';
+          record.stalled = e?.category === 'stall';
+          if (e) ctx.background.push(ctx.breakers.record(breakerId(streamed.target.provider, streamed.target.model), false, policy.breaker, ctx.redisDown));
+          controller.enqueue(sseData({ error: { message: `The answer was interrupted: ${e?.message ?? 'the provider stream failed'}`, type: 'api_error', code: e?.category === 'stall' ? 'stream_stalled' : 'stream_interrupted', param: null } }));
+          log('warn', 'stream.interrupted', { requestId: record.requestId, provider: streamed.target.provider, category: record.errorCategory });
         } finally {
           record.empty = !text.trim() && toolCalls === 0;
-          if (!record.tokensOut) settle({ prompt_tokens: record.tokensIn, completion_tokens: Math.ceil(text.length / 4), total_tokens: 0 });
+          settle(record.tokensOut ? null : { prompt_tokens: record.tokensIn, completion_tokens: Math.ceil(text.length / 4), total_tokens: 0 });
           record.latencyMs = Math.round(performance.now() - t0);
-          recordUsage(c, record);
+          finish();
           controller.close();
         }
+      },
+      cancel() {
+        // The client went away: stop paying for tokens nobody reads.
+        streamed.abort();
       },
     });
     return c.body(body, 200);

@@ -19,15 +19,14 @@ export function retryAfterMs(headers: Headers, now = Date.now()): number | null 
   return Number.isNaN(at) ? null : Math.max(0, at - now);
 }
 
-async function post(provider: ResolvedProvider, url: string, headers: Record<string, string>, body: unknown, signal?: AbortSignal): Promise<Response> {
+async function post(provider: ResolvedProvider, url: string, headers: Record<string, string>, body: unknown, opts: Pick<CallOptions, 'signal' | 'onHeaders'>): Promise<Response> {
   let res: Response;
   try {
-    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body), signal });
+    res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body), signal: opts.signal });
   } catch (err) {
-    const e = err as Error;
-    const timeout = e.name === 'TimeoutError' || e.name === 'AbortError';
-    throw new ProviderError(provider.name, timeout ? 504 : 502, `${provider.name} ${timeout ? 'timed out' : `unreachable: ${e.message}`}`, null, timeout ? 'timeout' : 'network');
+    throw transportError(provider.name, err, opts.signal);
   }
+  opts.onHeaders?.();
   if (!res.ok) {
     const text = await res.text().catch(() => '');
     let parsed: unknown = text;
@@ -44,7 +43,29 @@ async function post(provider: ResolvedProvider, url: string, headers: Record<str
   return res;
 }
 
-async function* openAIChunks(res: Response, provider: string): AsyncGenerator<ChatCompletionChunk> {
+/** A failed fetch or body read as a ProviderError: a deadline (our abort) or the network. */
+export function transportError(provider: string, err: unknown, signal?: AbortSignal): ProviderError {
+  if (err instanceof ProviderError) return err;
+  if (signal?.aborted) {
+    const reason = signal.reason as { message?: string } | undefined;
+    return new ProviderError(provider, 504, `${provider} ${reason?.message ?? 'timed out'}`, null, 'timeout');
+  }
+  return new ProviderError(provider, 502, `${provider} unreachable: ${(err as Error).message}`, null, 'network');
+}
+
+async function* openAIChunks(res: Response, provider: string, signal?: AbortSignal): AsyncGenerator<ChatCompletionChunk> {
+  try {
+    yield* openAIEvents(res, provider);
+  } catch (err) {
+    throw transportError(provider, err, signal);
+  }
+}
+
+/** A stream that ends without its terminal marker was cut: the connection closed mid-answer. */
+const cut = (provider: string) => new ProviderError(provider, 502, `${provider} closed the stream before the answer was complete`, null, 'stream');
+
+async function* openAIEvents(res: Response, provider: string): AsyncGenerator<ChatCompletionChunk> {
+  let finished = false;
   for await (const ev of parseSse(res.body!)) {
     if (ev.data === '[DONE]') return;
     let chunk: ChatCompletionChunk & { error?: { message?: string } };
@@ -54,19 +75,50 @@ async function* openAIChunks(res: Response, provider: string): AsyncGenerator<Ch
       continue; // a malformed line is skipped, not fatal
     }
     if (chunk.error) throw new ProviderError(provider, 502, `${provider} stream error: ${chunk.error.message ?? 'unknown'}`, null, 'stream');
+    if (chunk.choices?.some((c) => c.finish_reason)) finished = true;
     yield chunk;
+  }
+  // No [DONE]: complete only if a finish_reason came (some compatible servers omit [DONE]).
+  if (!finished) throw cut(provider);
+}
+
+async function* translated(res: Response, translator: { push(ev: { event?: string; data: string }): ChatCompletionChunk[]; finish?(): ChatCompletionChunk[] }, provider: string, signal?: AbortSignal) {
+  const events = parseSse(res.body!);
+  let finished = false;
+  for (;;) {
+    let next: IteratorResult<{ event?: string; data: string }>;
+    try {
+      next = await events.next();
+    } catch (err) {
+      throw transportError(provider, err, signal);
+    }
+    let out: ChatCompletionChunk[];
+    try {
+      out = next.done ? (translator.finish?.() ?? []) : translator.push(next.value);
+    } catch (err) {
+      // The translator throws on the provider's in-band error event (say, overloaded_error).
+      throw new ProviderError(provider, 502, `${provider} stream error: ${(err as Error).message}`, null, 'stream');
+    }
+    yield* out;
+    if (out.some((c) => c.choices.some((x) => x.finish_reason))) finished = true;
+    if (next.done) {
+      if (!finished) throw cut(provider);
+      return;
+    }
   }
 }
 
-async function* translated(res: Response, translator: { push(ev: { event?: string; data: string }): ChatCompletionChunk[]; finish?(): ChatCompletionChunk[] }, provider: string) {
+async function readJson(res: Response, provider: string, signal?: AbortSignal): Promise<unknown> {
+  let text: string;
   try {
-    for await (const ev of parseSse(res.body!)) {
-      for (const c of translator.push(ev)) yield c;
-    }
-    for (const c of translator.finish?.() ?? []) yield c;
+    text = await res.text();
   } catch (err) {
-    if (err instanceof ProviderError) throw err;
-    throw new ProviderError(provider, 502, `${provider} stream error: ${(err as Error).message}`, null, 'stream');
+    throw transportError(provider, err, signal);
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ProviderError(provider, 502, `${provider} answered with a body that is not JSON`);
   }
 }
 
@@ -86,22 +138,22 @@ export async function callProvider(provider: ResolvedProvider, req: ChatRequest,
     case 'openai': {
       const body = { ...req, model, ...(stream ? { stream_options: { include_usage: true } } : {}) };
       const headers: Record<string, string> = provider.apiKey ? { authorization: `Bearer ${provider.apiKey}` } : {};
-      const res = await post(provider, `${provider.baseUrl}/chat/completions`, headers, body, opts.signal);
-      if (stream) return { kind: 'stream', chunks: openAIChunks(res, provider.name) };
-      const completion = (await res.json()) as ChatCompletion;
+      const res = await post(provider, `${provider.baseUrl}/chat/completions`, headers, body, opts);
+      if (stream) return { kind: 'stream', chunks: openAIChunks(res, provider.name, opts.signal) };
+      const completion = (await readJson(res, provider.name, opts.signal)) as ChatCompletion;
       return { kind: 'json', completion: { ...completion, model: completion.model ?? model } };
     }
     case 'anthropic': {
       const headers = { 'x-api-key': provider.apiKey ?? '', 'anthropic-version': ANTHROPIC_VERSION };
-      const res = await post(provider, `${provider.baseUrl}/messages`, headers, toAnthropicRequest(req, model), opts.signal);
-      if (stream) return { kind: 'stream', chunks: translated(res, createAnthropicStreamTranslator({ id, model, created, includeUsage: true }), provider.name) };
-      return { kind: 'json', completion: { ...fromAnthropicResponse(await res.json(), model), id } };
+      const res = await post(provider, `${provider.baseUrl}/messages`, headers, toAnthropicRequest(req, model), opts);
+      if (stream) return { kind: 'stream', chunks: translated(res, createAnthropicStreamTranslator({ id, model, created, includeUsage: true }), provider.name, opts.signal) };
+      return { kind: 'json', completion: { ...fromAnthropicResponse(await readJson(res, provider.name, opts.signal), model), id } };
     }
     case 'gemini': {
       const path = stream ? `${model}:streamGenerateContent?alt=sse` : `${model}:generateContent`;
-      const res = await post(provider, `${provider.baseUrl}/models/${path}`, { 'x-goog-api-key': provider.apiKey ?? '' }, toGeminiRequest(req), opts.signal);
-      if (stream) return { kind: 'stream', chunks: translated(res, createGeminiStreamTranslator({ id, model, created, includeUsage: true }), provider.name) };
-      return { kind: 'json', completion: fromGeminiResponse(await res.json(), model, id) };
+      const res = await post(provider, `${provider.baseUrl}/models/${path}`, { 'x-goog-api-key': provider.apiKey ?? '' }, toGeminiRequest(req), opts);
+      if (stream) return { kind: 'stream', chunks: translated(res, createGeminiStreamTranslator({ id, model, created, includeUsage: true }), provider.name, opts.signal) };
+      return { kind: 'json', completion: fromGeminiResponse(await readJson(res, provider.name, opts.signal), model, id) };
     }
   }
 }

@@ -23,6 +23,8 @@ export interface ResolvedProvider extends ProviderSpec {
 
 export interface CallOptions {
   signal?: AbortSignal;
+  /** Called when the response headers arrive (ends the first-byte deadline of a JSON call). */
+  onHeaders?: () => void;
   /** Used as the completion id so every answer can be traced to its request. */
   requestId: string;
 }
@@ -38,7 +40,7 @@ export class ProviderError extends Error {
     readonly status: number,
     message: string,
     readonly retryAfterMs: number | null = null,
-    readonly category: 'http' | 'network' | 'timeout' | 'stream' = 'http',
+    readonly category: 'http' | 'network' | 'timeout' | 'stall' | 'stream' = 'http',
   ) {
     super(message);
     this.name = 'ProviderError';
