@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import OpenAI from 'openai';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startStack, type Stack } from '../local/stack';
 import { fakeScope } from './fakes';
 import { createDeployment, fn, stack } from './helpers';
 
@@ -36,7 +37,6 @@ const target = (provider: string, model: string, extra: object = {}) => ({ provi
 
 describe('the official openai client against the proxy (mock provider)', () => {
   it('gets a completion, with usage and the gateway headers', async () => {
-    const f = fakeScope();
     const { data, response } = await client().chat.completions.create({ model: 'flash', messages: hello }).withResponse();
     expect(data.object).toBe('chat.completion');
     expect(data.choices[0]!.message.content).toMatch(/deterministic answer/);
@@ -49,7 +49,6 @@ describe('the official openai client against the proxy (mock provider)', () => {
   });
 
   it('streams, with a usage chunk when asked, honouring max_tokens', async () => {
-    const f = fakeScope();
     const stream = await client().chat.completions.create({ model: 'flash', messages: hello, stream: true, stream_options: { include_usage: true }, max_tokens: 5 });
     let text = '';
     let usage;
@@ -65,7 +64,6 @@ describe('the official openai client against the proxy (mock provider)', () => {
   });
 
   it('ends a stream with [DONE] and sends no usage chunk unless asked', async () => {
-    const f = fakeScope();
     const r = await post('/v1/chat/completions', { model: 'flash', messages: hello, stream: true });
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toMatch(/text\/event-stream/);
@@ -74,7 +72,6 @@ describe('the official openai client against the proxy (mock provider)', () => {
   });
 
   it('returns tool calls', async () => {
-    const f = fakeScope();
     const res = await client().chat.completions.create({
       model: 'flash',
       messages: [{ role: 'user', content: 'What is the weather in Paris?' }],
@@ -86,7 +83,6 @@ describe('the official openai client against the proxy (mock provider)', () => {
   });
 
   it('answers json_schema requests with JSON that matches', async () => {
-    const f = fakeScope();
     const res = await client().chat.completions.create({
       model: 'flash',
       messages: hello,
@@ -96,7 +92,6 @@ describe('the official openai client against the proxy (mock provider)', () => {
   });
 
   it('surfaces errors as the client\'s typed errors', async () => {
-    const f = fakeScope();
     const err = await client().chat.completions.create({ model: 'no-such-model', messages: hello }).catch((e) => e);
     expect(err).toBeInstanceOf(OpenAI.NotFoundError);
     expect(err.code).toBe('model_not_found');
@@ -105,7 +100,6 @@ describe('the official openai client against the proxy (mock provider)', () => {
   });
 
   it('lists the deployment\'s models', async () => {
-    const f = fakeScope();
     const models = await client().models.list();
     const ids = models.data.map((m) => m.id);
     expect(ids).toEqual(expect.arrayContaining(['auto', 'flash-lite', 'flash', 'pro', 'mock/mock-flash']));
@@ -114,7 +108,6 @@ describe('the official openai client against the proxy (mock provider)', () => {
 
 describe('routing', () => {
   it('sends an image to a vision-capable tier', async () => {
-    const f = fakeScope();
     const { response } = await client()
       .chat.completions.create({ model: 'flash-lite', messages: [{ role: 'user', content: [{ type: 'text', text: 'What is this?' }, { type: 'image_url', image_url: { url: 'https://example.com/cat.png' } }] }] })
       .withResponse();
@@ -123,7 +116,6 @@ describe('routing', () => {
   });
 
   it('picks a tier with smart routing for model "auto", and explains it', async () => {
-    const f = fakeScope();
     const simple = await client().chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: 'hi!' }] }).withResponse();
     expect(simple.response.headers.get('x-inference-edge-route-reason')).toMatch(/^smart:simple/);
     expect(simple.response.headers.get('x-inference-edge-model')).toBe('mock-lite');
@@ -159,7 +151,6 @@ describe('routing', () => {
   });
 
   it('takes a provider out of routing when it has no key, and answers 503 when none is left', async () => {
-    const f = fakeScope();
     const { keys } = await routedDeployment({ tiers: { main: { targets: [target('deepseek', 'x')] } } });
     // deepseek has a fake key in tests; a provider name outside the registry has none.
     const r = await post('/v1/chat/completions', { model: 'main', messages: hello }, keys.secret);
@@ -253,7 +244,6 @@ describe('providers through their wire formats (fake servers on loopback)', () =
 
 describe('guards', () => {
   it('answers 413 for a 2 MB body and 400 for a bad one, in the OpenAI error shape', async () => {
-    const f = fakeScope();
     const big = await post('/v1/chat/completions', JSON.stringify({ model: 'flash', messages: [{ role: 'user', content: 'x'.repeat(2 * 1024 * 1024) }] }));
     expect(big.status).toBe(413);
     expect(big.json.error).toMatchObject({ type: 'invalid_request_error', code: 'request_too_large' });
@@ -268,7 +258,6 @@ describe('guards', () => {
   });
 
   it('clamps max_tokens to tokensPerRequest and refuses a prompt that alone is over', async () => {
-    const f = fakeScope();
     const { keys } = await createDeployment({ type: 'internal', rateLimits: { tokensPerRequest: 60 } });
     const r = await post('/v1/chat/completions', { model: 'flash', messages: hello, max_tokens: 1000 }, keys.secret);
     expect(r.status).toBe(200);
@@ -279,7 +268,6 @@ describe('guards', () => {
   });
 
   it('truncates a long conversation, keeping the system prompt, and flags it', async () => {
-    const f = fakeScope();
     const { keys } = await createDeployment({ type: 'internal', rateLimits: { tokensPerRequest: 400 } });
     const messages = [{ role: 'system', content: 'Be brief.' }, ...Array.from({ length: 12 }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: `turn ${i} ${'word '.repeat(40)}` }))];
     const r = await post('/v1/chat/completions', { model: 'flash', messages }, keys.secret);
@@ -310,7 +298,6 @@ describe('guards', () => {
   });
 
   it('accepts a publishable key only from an allowed origin', async () => {
-    const f = fakeScope();
     const ok = await post('/v1/chat/completions', { model: 'flash-lite', messages: hello }, PUBLIC_PK, { origin: 'http://localhost:5173' });
     expect(ok.status).toBe(200);
     expect(ok.headers.get('access-control-allow-origin')).toBe('http://localhost:5173');
@@ -324,7 +311,6 @@ describe('kill switches', () => {
   afterAll(() => redis.quit());
 
   it('per deployment: 503 with a user-facing message on the next request', async () => {
-    const f = fakeScope();
     const { deployment, keys } = await createDeployment({ type: 'internal' });
     expect((await post('/v1/chat/completions', { model: 'flash', messages: hello }, keys.secret)).status).toBe(200);
     const { admin } = await import('./helpers');
@@ -335,32 +321,56 @@ describe('kill switches', () => {
     expect(r.headers.get('x-inference-edge-kill-switch')).toBe('deployment');
   });
 
+});
+
+describe('the global kill switch (a stack of its own: the switch is global to its Redis prefix)', () => {
+  let own: Stack | undefined;
+  const redis = new Redis(stack.redisUrl);
+  beforeAll(async () => {
+    own = await startStack({ port: 0, databaseUrl: stack.databaseUrl, redisUrl: stack.redisUrl, keyPrefix: `${stack.keyPrefix}_ks`, adminKey: stack.adminKey, quiet: true });
+  }, 60_000);
+  afterAll(async () => {
+    await own?.stop();
+    redis.disconnect();
+  });
+  const ownPost = () =>
+    fetch(`${own!.functionUrl('inference-proxy')}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${INTERNAL_SK}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'flash', messages: hello }),
+    }).then(async (res) => ({ status: res.status, headers: res.headers, json: await res.json() }));
+  const ownAdmin = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
+    const res = await fetch(`${own!.functionUrl('feature-toggle')}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${stack.adminKey}`, 'content-type': 'application/json', ...headers },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json() };
+  };
+
   it('global, through the admin API: audited, and effective on the next request', async () => {
-    const f = fakeScope();
-    const { admin } = await import('./helpers');
     try {
-      const off = await admin('POST', '/kill-switch', { enabled: false, reason: 'provider outage' }, { 'x-inference-edge-actor': 'oncall' });
+      const off = await ownAdmin('POST', '/kill-switch', { enabled: false, reason: 'provider outage' }, { 'x-inference-edge-actor': 'oncall' });
       expect(off.status).toBe(200);
       expect(off.body.audit).toMatchObject({ action: 'kill_switch.global', actor: 'admin:oncall', diff: { 'inference.enabled': { old: true, new: false } } });
-      expect((await admin('GET', '/kill-switch')).body.enabled).toBe(false);
-      expect((await post('/v1/chat/completions', { model: 'flash', messages: hello })).status).toBe(503);
+      expect((await ownAdmin('GET', '/kill-switch')).body.enabled).toBe(false);
+      expect((await ownPost()).status).toBe(503);
     } finally {
-      await admin('POST', '/kill-switch', { enabled: true });
+      await ownAdmin('POST', '/kill-switch', { enabled: true });
     }
-    expect((await post('/v1/chat/completions', { model: 'flash', messages: hello })).status).toBe(200);
+    expect((await ownPost()).status).toBe(200);
   });
 
   it('global (Redis): every deployment gets 503 until it is lifted', async () => {
-    const f = fakeScope();
-    const key = `${stack.keyPrefix}:kill:global`;
+    const key = `${own!.keyPrefix}:kill:global`;
     try {
       await redis.set(key, 'off');
-      const r = await post('/v1/chat/completions', { model: 'flash', messages: hello });
+      const r = await ownPost();
       expect(r.status).toBe(503);
       expect(r.headers.get('x-inference-edge-kill-switch')).toBe('global');
     } finally {
       await redis.del(key);
     }
-    expect((await post('/v1/chat/completions', { model: 'flash', messages: hello })).status).toBe(200);
+    expect((await ownPost()).status).toBe(200);
   });
 });
