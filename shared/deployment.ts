@@ -35,6 +35,8 @@ export const rateLimitsSchema = z.strictObject({
   userRequestsPerMinute: count,
   userTokensPerDay: count,
   sessionRequestsPerDay: count,
+  /** What the limiter does while Redis is unreachable; default failOpen for internal, failClosed otherwise. */
+  onRedisUnavailable: z.optional(z.enum(['failOpen', 'failClosed'])),
 });
 export type RateLimits = z.infer<typeof rateLimitsSchema>;
 
@@ -93,9 +95,17 @@ export const timezoneSchema = z.string().check(
 
 const jsonObject = z.record(z.string(), z.unknown());
 
+export const budgetsSchema = z.strictObject({
+  costPerDayUsd: z.optional(z.number().check(z.positive())),
+  costPerMonthUsd: z.optional(z.number().check(z.positive())),
+  /** When a token or cost budget is spent: refuse with 402 (block), or serve on the cheapest tier. */
+  onBudgetExhausted: z.optional(z.enum(['block', 'downgrade'])),
+});
+
 export const monitoringSchema = z.looseObject({
   webhookUrl: z.optional(z.nullable(z.url({ protocol: /^https?$/ }))),
   webhookFormat: z.optional(z.enum(['slack', 'pagerduty'])),
+  pagerdutyRoutingKey: z.optional(z.string().check(z.maxLength(64))),
   alertThresholds: z.optional(jsonObject),
 });
 
@@ -110,7 +120,7 @@ export const createDeploymentSchema = z.strictObject({
   environment: z._default(environment, 'sandbox'),
   features: z.optional(featuresSchema),
   rateLimits: z.optional(rateLimitsSchema),
-  budgets: z.optional(jsonObject),
+  budgets: z.optional(budgetsSchema),
   routing: z.optional(routingSchema),
   allowedOrigins: z.optional(allowedOrigins),
   monitoring: z.optional(monitoringSchema),
@@ -129,7 +139,7 @@ export const updateDeploymentSchema = z
     environment: z.optional(environment),
     features: z.optional(z.record(flagName, z.nullable(flagValue))),
     rateLimits: z.optional(z.record(z.string(), z.nullable(z.unknown()))),
-    budgets: z.optional(jsonObject),
+    budgets: z.optional(z.record(z.string(), z.unknown())),
     routing: z.optional(z.record(z.string(), z.unknown())),
     allowedOrigins: z.optional(allowedOrigins),
     monitoring: z.optional(jsonObject),
@@ -151,6 +161,11 @@ export const updateDeploymentSchema = z
           if (!r.success) for (const issue of r.error.issues) ctx.addIssue({ ...issue, path: ['routing', key, ...issue.path] } as never);
         }
       }
+      if (patch.budgets) {
+        const set = Object.fromEntries(Object.entries(patch.budgets).filter(([, v]) => v !== null));
+        const r = budgetsSchema.safeParse(set);
+        if (!r.success) for (const issue of r.error.issues) ctx.addIssue({ ...issue, path: ['budgets', ...issue.path] } as never);
+      }
       // Rate limits as they will be after the merge: known names, positive integers, or null to remove.
       if (patch.rateLimits) {
         const set = Object.fromEntries(Object.entries(patch.rateLimits).filter(([, v]) => v !== null));
@@ -168,7 +183,8 @@ export function withTypeDefaults(input: CreateDeploymentInput) {
   return {
     ...input,
     features: { ...DEFAULT_FEATURES[input.type], ...input.features },
-    rateLimits: { ...DEFAULT_RATE_LIMITS[input.type], ...input.rateLimits },
+    // A hybrid deployment keeps only what was given: its tier comes from each caller's role.
+    rateLimits: input.type === 'hybrid' ? { ...input.rateLimits } : { ...DEFAULT_RATE_LIMITS[input.type], ...input.rateLimits },
     budgets: input.budgets ?? {},
     routing: input.routing ?? {},
     allowedOrigins: input.allowedOrigins ?? [],

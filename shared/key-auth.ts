@@ -1,4 +1,4 @@
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { parseApiKey, sha256Hex, type Environment, type KeyKind } from './api-keys';
 import type { AppEnv } from './context';
 import { rpc } from './db';
@@ -75,11 +75,24 @@ export interface KeyResolution {
 /** Extra Redis keys a route wants read alongside the config version (kill switches, breakers, ...). */
 export type AlsoRead = (deployment: Deployment, keys: RedisKeys) => string[];
 
-export async function resolveKey(config: Config, rawKey: string, alsoRead: AlsoRead = () => [], now = Date.now()): Promise<KeyResolution> {
+/**
+ * The request's one Redis round trip: reads `readKeys` (and may do more in the same call, like the
+ * limiter's reserve script). Called with the deployment the reads are for; the default is an MGET.
+ */
+export type RoundTrip = (deployment: Deployment, readKeys: string[]) => Promise<(string | null)[]>;
+
+export interface AuthHooks {
+  alsoRead?: AlsoRead;
+  roundTrip?: RoundTrip;
+}
+
+export async function resolveKey(config: Config, rawKey: string, hooks: AuthHooks = {}, now = Date.now()): Promise<KeyResolution> {
+  const alsoRead = hooks.alsoRead ?? (() => []);
   const hash = await sha256Hex(rawKey);
   const redis = redisClient(config);
   const keys = redisKeys(config.REDIS_KEY_PREFIX);
   const reads = new Map<string, string | null>();
+  const roundTrip: RoundTrip = hooks.roundTrip ?? ((_, readKeys) => redis.mget<(string | null)[]>(...readKeys));
 
   const hit = isolateCache.get(hash);
   if (hit && hit.resolved === null && now - hit.cachedAt < NEGATIVE_TTL_MS) return { resolved: null, reads, redisDegraded: false };
@@ -89,7 +102,7 @@ export async function resolveKey(config: Config, rawKey: string, alsoRead: AlsoR
     const extra = alsoRead(hit.resolved.deployment, keys);
     try {
       // The warm path: one round trip for the version and everything else the route needs.
-      const values = await redis.mget<(string | null)[]>(keys.configVersion(hit.resolved.deployment.id), ...extra);
+      const values = await roundTrip(hit.resolved.deployment, [keys.configVersion(hit.resolved.deployment.id), ...extra]);
       const v = values[0] ?? null;
       currentVersion = v === null ? null : Number(v);
       if (currentVersion === hit.version) {
@@ -105,9 +118,9 @@ export async function resolveKey(config: Config, rawKey: string, alsoRead: AlsoR
   }
   const withReads = async (resolved: ResolvedKey | null): Promise<KeyResolution> => {
     const extra = resolved ? alsoRead(resolved.deployment, keys) : [];
-    if (resolved && redisUp && extra.length) {
+    if (resolved && redisUp && (extra.length || hooks.roundTrip)) {
       try {
-        const values = await redis.mget<(string | null)[]>(...extra);
+        const values = await roundTrip(resolved.deployment, extra);
         extra.forEach((k, i) => reads.set(k, values[i] ?? null));
       } catch (err) {
         redisUp = false;
@@ -154,11 +167,9 @@ export async function resolveKey(config: Config, rawKey: string, alsoRead: AlsoR
   return withReads(resolved);
 }
 
-export interface KeyAuthOptions {
+export interface KeyAuthOptions extends AuthHooks {
   /** Which kinds of key this route accepts. */
   kinds?: readonly KeyKind[];
-  /** Redis keys to read in the same round trip as the config version. */
-  alsoRead?: AlsoRead;
 }
 
 function bearer(header: string | undefined): string | null {
@@ -170,33 +181,44 @@ function bearer(header: string | undefined): string | null {
  * Authenticates a deployment key (`Authorization: Bearer pk_…|sk_…`). A publishable key is accepted
  * only from one of the deployment's allowed origins; a key never acts outside its environment.
  */
-export const deploymentKeyAuth = ({ kinds = ['publishable', 'secret'], alsoRead }: KeyAuthOptions = {}): MiddlewareHandler<AppEnv> =>
+export const deploymentKeyAuth = (options: KeyAuthOptions = {}): MiddlewareHandler<AppEnv> =>
   async function deploymentKeyAuth(c, next) {
-    const raw = bearer(c.req.header('authorization'));
-    if (!raw) throw new ApiError(401, 'missing_api_key', 'Send your deployment key as "Authorization: Bearer <key>".');
-    const shape = parseApiKey(raw);
-    if (!shape) throw new ApiError(401, 'invalid_api_key', 'The API key is malformed; keys look like sk_test_… or pk_live_….');
-    const config = loadConfig(c.env);
-    const { resolved, reads, redisDegraded } = await resolveKey(config, raw, alsoRead);
-    if (!resolved) throw new ApiError(401, 'invalid_api_key', 'The API key is not valid.');
-    const { key, deployment } = resolved;
-    if (key.revokedAt) throw new ApiError(401, 'revoked_api_key', 'The API key has been revoked.');
-    if (key.environment !== deployment.environment || shape.environment !== deployment.environment) {
-      throw new ApiError(403, 'environment_mismatch', `A ${shape.environment} key cannot act on a ${deployment.environment} deployment.`);
-    }
-    if (!kinds.includes(key.kind)) {
-      throw new ApiError(403, 'secret_key_required', 'This endpoint needs the deployment\'s secret key (sk_…).');
-    }
-    if (key.kind === 'publishable') {
-      const origin = c.req.header('origin');
-      if (!origin || !originAllowed(origin, deployment.allowedOrigins)) {
-        throw new ApiError(403, 'origin_not_allowed', origin
-          ? `Origin ${origin} is not allowed for this deployment's publishable key.`
-          : 'A publishable key is only accepted from a browser Origin listed in the deployment\'s allowedOrigins.');
-      }
-      c.header('Access-Control-Allow-Origin', origin);
-      c.header('Vary', 'Origin', { append: true });
-    }
-    c.set('auth', { keyId: key.id, kind: key.kind, deployment, reads, redisDegraded });
+    await authenticate(c, options);
     await next();
   };
+
+/**
+ * Authenticates a deployment key (`Authorization: Bearer pk_…|sk_…`). A publishable key is accepted
+ * only from one of the deployment's allowed origins; a key never acts outside its environment.
+ * Sets `auth` on the context and returns it.
+ */
+export async function authenticate(c: Context<AppEnv>, { kinds = ['publishable', 'secret'], ...hooks }: KeyAuthOptions = {}): Promise<KeyAuth> {
+  const raw = bearer(c.req.header('authorization'));
+  if (!raw) throw new ApiError(401, 'missing_api_key', 'Send your deployment key as "Authorization: Bearer <key>".');
+  const shape = parseApiKey(raw);
+  if (!shape) throw new ApiError(401, 'invalid_api_key', 'The API key is malformed; keys look like sk_test_… or pk_live_….');
+  const config = loadConfig(c.env);
+  const { resolved, reads, redisDegraded } = await resolveKey(config, raw, hooks);
+  if (!resolved) throw new ApiError(401, 'invalid_api_key', 'The API key is not valid.');
+  const { key, deployment } = resolved;
+  if (key.revokedAt) throw new ApiError(401, 'revoked_api_key', 'The API key has been revoked.');
+  if (key.environment !== deployment.environment || shape.environment !== deployment.environment) {
+    throw new ApiError(403, 'environment_mismatch', `A ${shape.environment} key cannot act on a ${deployment.environment} deployment.`);
+  }
+  if (!kinds.includes(key.kind)) {
+    throw new ApiError(403, 'secret_key_required', 'This endpoint needs the deployment\'s secret key (sk_…).');
+  }
+  if (key.kind === 'publishable') {
+    const origin = c.req.header('origin');
+    if (!origin || !originAllowed(origin, deployment.allowedOrigins)) {
+      throw new ApiError(403, 'origin_not_allowed', origin
+        ? `Origin ${origin} is not allowed for this deployment's publishable key.`
+        : 'A publishable key is only accepted from a browser Origin listed in the deployment\'s allowedOrigins.');
+    }
+    c.header('Access-Control-Allow-Origin', origin);
+    c.header('Vary', 'Origin', { append: true });
+  }
+  const auth: KeyAuth = { keyId: key.id, kind: key.kind, deployment, reads, redisDegraded };
+  c.set('auth', auth);
+  return auth;
+}

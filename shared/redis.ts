@@ -38,6 +38,10 @@ export function redisKeys(prefix: string) {
     breaker: (id: string) => `${prefix}:br:${id}`,
     /** Every breaker that ever opened, for /health/dependencies. */
     breakerIndex: () => `${prefix}:br-index`,
+    /** A limiter window counter of a deployment (`<scope>:<measure>:<window id>`). */
+    limitCounter: (deploymentId: string, suffix: string) => `${prefix}:rl:${deploymentId}:${suffix}`,
+    /** Set once when a budget warning fired for a window and threshold. */
+    budgetWarning: (deploymentId: string, suffix: string) => `${prefix}:warn:${deploymentId}:${suffix}`,
     /** A daily counter of one deployment, e.g. empty completions. */
     dailyCounter: (name: string, deploymentId: string, day: string) => `${prefix}:count:${name}:${deploymentId}:${day}`,
   };

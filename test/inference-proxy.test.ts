@@ -175,7 +175,7 @@ describe('conditional routing on user attributes', () => {
     expect(ga.headers.get('x-inference-edge-model')).toBe(f.model('ga-model'));
     const browser = await post('/v1/chat/completions', { model: 'main', messages: hello }, keys.publishable, { origin: 'https://app.example.com', 'x-inference-edge-user': '{"cohort":"qa"}' });
     expect(browser.status).toBe(403);
-    expect(browser.json.error.code).toBe('user_attributes_forbidden');
+    expect(browser.json.error.code).toBe('caller_headers_forbidden');
     const bad = await post('/v1/chat/completions', { model: 'main', messages: hello }, keys.secret, { 'x-inference-edge-user': '["qa"]' });
     expect(bad.status).toBe(400);
   });

@@ -3,21 +3,21 @@ import { Hono, type Context } from 'hono';
 import type { AppEnv } from '../../shared/context';
 import { loadConfig } from '../../shared/env';
 import { ApiError } from '../../shared/errors';
-import { deploymentKeyAuth } from '../../shared/key-auth';
-import { assertInferenceEnabled, flagOn } from '../../shared/kill-switch';
+import { checkBudgetWarnings } from '../../shared/alerts';
+import { Breakers, breakerId } from '../../shared/breaker';
+import { authenticate } from '../../shared/key-auth';
+import { assertInferenceEnabled } from '../../shared/kill-switch';
+import { emergencyAllow, hashId, limitHeaders, reserve, settle, type LimitDecision } from '../../shared/limiter';
 import { log } from '../../shared/log';
 import type { ChatCompletion, ChatRequest, Usage } from '../../shared/openai-types';
-import { filterMessageUrls, redactMessages } from '../../shared/pii';
 import { ProviderError } from '../../shared/providers/types';
 import { redisClient, redisKeys, type RedisKeys } from '../../shared/redis';
-import { allTargets, costUsd, downgradeTargets, effectiveRouting, hasImages, requiredCapabilities, type EffectiveRouting, type Target } from '../../shared/routing';
-import { Breakers, breakerId } from '../../shared/breaker';
-import { completionAsChunks, dispatch, replay, resolvePolicy, type Answer, type Candidate, type DispatchContext, type DispatchPolicy, type DispatchResult } from './dispatch';
+import { allTargets, costUsd, effectiveRouting, type EffectiveRouting, type Target } from '../../shared/routing';
 import { sseData } from '../../shared/sse';
 import { parseJson } from '../../shared/validate';
-import { applyTokenGuards } from './guards';
+import { completionAsChunks, dispatch, replay, resolvePolicy, type Answer, type Candidate, type DispatchContext, type DispatchPolicy, type DispatchResult } from './dispatch';
+import { prepare, type Caller, type Prepared } from './prepare';
 import { chatRequestSchema, normalizeRequest } from './request';
-import { planRoute } from './route';
 
 /** What one proxied call did: the usage record (metadata only, never content). */
 export interface UsageRecord {
@@ -149,223 +149,276 @@ function breakerKeysOf(routingConfig: Record<string, unknown>, keys: RedisKeys):
 }
 
 const USER_HEADER = 'x-inference-edge-user';
+const ROLE_HEADER = 'x-inference-edge-role';
 
 /**
- * Attributes of the end user (cohort, tier, ...) for conditional routing, as a JSON object of strings
- * in `X-Inference-Edge-User`. Only a secret-key caller (a server) may assert them: a browser could
- * claim any cohort.
+ * What the request's headers say about its end user. `X-Inference-Edge-User` (a JSON object of
+ * strings, for conditional routing) and `X-Inference-Edge-Role` (a hybrid deployment's tier) are
+ * trusted only from a secret-key caller: checked after auth by `assertCallerTrusted`.
  */
-function userAttributes(c: Context<AppEnv>): Record<string, string> {
+function readCaller(c: Context<AppEnv>, req: ChatRequest): Caller {
   const raw = c.req.header(USER_HEADER);
-  if (raw === undefined) return {};
-  if (c.get('auth').kind !== 'secret') {
-    throw new ApiError(403, 'user_attributes_forbidden', `${USER_HEADER} may only be sent with a secret key (sk_…).`, USER_HEADER);
+  let attributes: Record<string, string> = {};
+  if (raw !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      parsed = null;
+    }
+    const valid = parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) && raw.length <= 2048
+      && Object.values(parsed).every((v) => typeof v === 'string' && v.length <= 256);
+    if (!valid) throw new ApiError(400, 'invalid_user_attributes', `${USER_HEADER} must be a JSON object of strings (at most 2 KiB).`, USER_HEADER);
+    attributes = parsed as Record<string, string>;
   }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    parsed = null;
+  const role = c.req.header(ROLE_HEADER);
+  if (role !== undefined && role !== 'public' && role !== 'internal') {
+    throw new ApiError(400, 'invalid_role', `${ROLE_HEADER} must be "public" or "internal".`, ROLE_HEADER);
   }
-  const valid = parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) && raw.length <= 2048
-    && Object.values(parsed).every((v) => typeof v === 'string' && v.length <= 256);
-  if (!valid) throw new ApiError(400, 'invalid_user_attributes', `${USER_HEADER} must be a JSON object of strings (at most 2 KiB).`, USER_HEADER);
-  return parsed as Record<string, string>;
+  const user = req.user ?? attributes.id;
+  const session = c.req.header('x-session-id') ?? req.metadata?.session_id;
+  return { attributes, role: role as Caller['role'], userKey: user ? hashId(user) : undefined, sessionId: session ? hashId(session) : undefined };
 }
 
-export const chatRoutes = new Hono<AppEnv>().post(
-  '/v1/chat/completions',
-  // The hot path's one Redis round trip: config version, global kill switch, every target's breaker.
-  deploymentKeyAuth({ alsoRead: (deployment, keys) => [keys.globalKillSwitch(), ...breakerKeysOf(deployment.routing, keys)] }),
-  async (c) => {
-    const t0 = performance.now();
-    const config = loadConfig(c.env);
-    const { deployment, reads } = c.get('auth');
-    assertInferenceEnabled(c.env, reads.get(redisKeys(config.REDIS_KEY_PREFIX).globalKillSwitch()), deployment);
+function assertCallerTrusted(c: Context<AppEnv>) {
+  if (c.get('auth').kind === 'secret') return;
+  for (const h of [USER_HEADER, ROLE_HEADER]) {
+    if (c.req.header(h) !== undefined) throw new ApiError(403, 'caller_headers_forbidden', `${h} may only be sent with a secret key (sk_…).`, h);
+  }
+}
 
-    let req = normalizeRequest(await parseJson(c, chatRequestSchema));
-    const features = deployment.features;
-    if (req.stream && !flagOn(features, 'streaming')) throw new ApiError(400, 'streaming_disabled', 'Streaming is switched off for this deployment; send stream: false.', 'stream');
-    if (hasImages(req) && !flagOn(features, 'visionEnabled', false)) throw new ApiError(400, 'vision_disabled', 'Image input is switched off for this deployment.', 'messages');
+/** The limiter's answer as an error: 429 for request windows (with Retry-After), 402 for budgets. */
+function refusal(decision: LimitDecision, now: number): ApiError {
+  const headers = { ...limitHeaders(decision.windows, now), 'retry-after': String(decision.retryAfter ?? 1) };
+  if (decision.budget) {
+    return new ApiError(402, 'budget_exhausted', `This deployment's ${decision.reason?.replace(/_/g, ' ')} is spent; it resets in ${decision.retryAfter} s.`, null, headers);
+  }
+  return new ApiError(429, 'rate_limit_exceeded', `Rate limit reached (${decision.reason?.replace(/_/g, ' ')}); retry in ${decision.retryAfter} s.`, null, headers);
+}
 
-    let routing;
-    try {
-      routing = effectiveRouting(deployment.routing);
-    } catch (err) {
-      throw new ApiError(500, 'routing_invalid', `This deployment's routing config is invalid: ${(err as Error).message}`);
-    }
-    const plan = planRoute(req, routing, features, {
-      metadata: req.metadata ?? {},
-      user: { ...(req.user ? { id: req.user } : {}), ...userAttributes(c) },
-      request: { stream: Boolean(req.stream), tools: Boolean(req.tools?.length), images: hasImages(req), model: req.model },
-    });
+export const chatRoutes = new Hono<AppEnv>().post('/v1/chat/completions', async (c) => {
+  const t0 = performance.now();
+  const now = Date.now();
+  if (!c.req.header('authorization')) await authenticate(c); // 401 before anything else
+  const input = normalizeRequest(await parseJson(c, chatRequestSchema));
+  const caller = readCaller(c, input);
+  const config = loadConfig(c.env);
+  const keys = redisKeys(config.REDIS_KEY_PREFIX);
+  const redis = redisClient(config);
 
-    const guard = applyTokenGuards(req, { tokensPerRequest: deployment.rateLimits.tokensPerRequest, contextBudgetTokens: routing.contextBudgetTokens });
-    req = guard.request;
-    // URLs first: redaction would turn https://user:pw@host into something the URL filter no longer sees.
-    let piiRedactions = 0;
-    let urlsRemoved = 0;
-    if (routing.urlAllowlist.length) {
-      const r = filterMessageUrls(req.messages, routing.urlAllowlist);
-      urlsRemoved = r.removed;
-      req = { ...req, messages: r.messages };
-    }
-    if (flagOn(features, 'piiRedaction', false)) {
-      const r = redactMessages(req.messages);
-      piiRedactions = Object.values(r.counts).reduce<number>((a, b) => a + (b ?? 0), 0);
-      req = { ...req, messages: r.messages };
-    }
-    if (guard.droppedMessages) c.header('x-inference-edge-truncated', `dropped=${guard.droppedMessages}`);
-    if (guard.maxTokensClamped) c.header('x-inference-edge-max-tokens', String(guard.maxTokens));
-    if (piiRedactions) c.header('x-inference-edge-pii-redacted', String(piiRedactions));
-
-    const policy = resolvePolicy(routing, c.env);
-    const keys = redisKeys(config.REDIS_KEY_PREFIX);
-    const { redisDegraded } = c.get('auth');
-    if (redisDegraded) c.header('x-inference-edge-degraded', 'redis');
-    const ctx: DispatchContext = {
-      env: c.env,
-      requestId: c.get('requestId'),
-      mock: { latencyMs: Number(c.env.MOCK_LATENCY_MS ?? 0) || 0, chunkDelayMs: Number(c.env.MOCK_CHUNK_DELAY_MS ?? 0) || 0 },
-      breakers: new Breakers(redisClient(config), keys),
-      breakerReads: new Map(allTargets(routing).map((t) => {
-        const id = breakerId(t.provider, t.model);
-        return [id, reads.get(keys.breaker(id)) ?? null];
-      })),
-      redisDown: redisDegraded,
-      background: [],
-    };
-    const candidates: Candidate[] = [
-      ...plan.targets.map((target) => ({ target })),
-      ...(routing.downgradeOnFailure && plan.tier
-        ? downgradeTargets(routing, plan.tier, requiredCapabilities(req)).map(({ tier, target }) => ({ target, downgradedTo: tier }))
-        : []),
-    ];
-    const record: UsageRecord = {
-      requestId: ctx.requestId,
-      deploymentId: deployment.id,
-      model: null,
-      provider: null,
-      routeReason: plan.reason,
-      tokensIn: guard.promptTokens,
-      tokensOut: 0,
-      costUsd: 0,
-      latencyMs: 0,
-      ttfbMs: null,
-      status: 200,
-      errorCategory: null,
-      fallbacks: 0,
-      retries: 0,
-      downgradedTo: null,
-      truncated: guard.droppedMessages > 0,
-      stream: Boolean(req.stream),
-      stalled: false,
-      empty: false,
-      piiRedactions,
-      urlsRemoved,
-    };
-    const finish = () => {
-      waitUntil(c, Promise.allSettled(ctx.background));
-      recordUsage(c, record);
-    };
-
-    let result: DispatchResult;
-    try {
-      result = await dispatchWithLastResorts(req, candidates, policy, ctx, routing);
-    } catch (err) {
-      record.status = err instanceof ApiError ? err.status : 500;
-      record.errorCategory = err instanceof ApiError ? err.code : 'internal';
-      record.latencyMs = Math.round(performance.now() - t0);
-      finish();
-      throw err;
-    }
-    let { answer } = result;
-    record.fallbacks = result.fallbacks;
-    record.retries = result.retries;
-    record.downgradedTo = answer.downgradedTo ?? null;
-    const settle = (usage: Usage | null | undefined) => {
-      if (usage) {
-        record.tokensIn = usage.prompt_tokens;
-        record.tokensOut = usage.completion_tokens;
+  // The hot path's one Redis round trip: the config version, the global kill switch and every
+  // target's breaker are read by the same Lua call that checks and reserves every limit window.
+  const prepared: Prepared[] = [];
+  let prepareError: unknown = null;
+  await authenticate(c, {
+    alsoRead: (deployment, k) => [k.globalKillSwitch(), ...breakerKeysOf(deployment.routing, k)],
+    roundTrip: async (deployment, readKeys) => {
+      let p: Prepared;
+      try {
+        p = prepare(input, deployment, caller, keys, now);
+      } catch (err) {
+        prepareError = err;
+        return readKeys.length ? redis.mget<(string | null)[]>(...readKeys) : [];
       }
-      record.model = answer.target.model;
-      record.provider = answer.target.provider;
-      record.costUsd = costUsd(answer.target, record.tokensIn, record.tokensOut);
-    };
+      prepared.push(p);
+      const { decision, reads } = await reserve(redis, p.checks, now, 'reserve', readKeys);
+      p.decision = decision;
+      return reads;
+    },
+  });
+  const auth = c.get('auth');
+  const { deployment, reads, redisDegraded } = auth;
+  // A reservation made for a stale copy of the deployment (its config changed meanwhile) is given back.
+  let prep = prepared.findLast((p) => p.deployment === deployment);
+  const stale = prepared.filter((p) => p !== prep && p.decision?.reserved.length);
+  if (stale.length) waitUntil(c, Promise.all(stale.map((p) => settle(redis, p.decision!.reserved, null))));
+  const release = () => prep?.decision?.reserved.length && waitUntil(c, settle(redis, prep.decision.reserved, null));
+  try {
+    if (prepareError && !prep) throw prepareError;
+    assertCallerTrusted(c);
+    assertInferenceEnabled(c.env, reads.get(keys.globalKillSwitch()), deployment);
+    prep ??= prepare(input, deployment, caller, keys, now); // Redis unreachable: the round trip never ran
+  } catch (err) {
+    release();
+    throw err;
+  }
 
-    if (answer.completion) {
-      let completion = answer.completion;
-      const problem = jsonProblem(req, completion);
-      if (problem) {
-        log('warn', 'json.retry', { requestId: record.requestId, problem });
-        const again = await dispatch(req, [{ target: answer.target }, ...candidates.filter((x) => x.target !== answer.target)], policy, ctx).catch(() => null);
-        if (again?.answer.completion) {
-          answer = again.answer;
-          completion = again.answer.completion;
-          c.header('x-inference-edge-json-retry', jsonProblem(req, completion) ? 'failed' : 'ok');
-        }
-      }
-      record.empty = isEmpty(completion);
-      if (record.empty) c.header('x-inference-edge-empty-completion', 'true');
-      settle(completion.usage);
-      setRouteHeaders(c, answer, plan.reason, result.fallbacks);
-      record.latencyMs = Math.round(performance.now() - t0);
-      record.ttfbMs = record.latencyMs;
-      c.header('x-inference-edge-overhead-ms', Math.max(0, performance.now() - t0 - answer.providerMs).toFixed(2));
-      finish();
-      return c.json(completion);
+  let decision = prep.decision;
+  if (!decision) {
+    // Redis unreachable: the deployment's explicit policy decides (fail closed for public by default).
+    const policy = deployment.rateLimits.onRedisUnavailable ?? (deployment.type === 'internal' ? 'failOpen' : 'failClosed');
+    c.header('x-inference-edge-limiter', 'degraded');
+    log('warn', 'limiter.degraded', { requestId: c.get('requestId'), deploymentId: deployment.id, policy });
+    if (policy === 'failClosed') throw new ApiError(503, 'limiter_unavailable', 'Usage limits cannot be checked right now, so this deployment refuses calls; try again shortly.', null, { 'retry-after': '5' });
+    if (!emergencyAllow(deployment.id, prep.limits.requestsPerMinute ?? 60, now)) {
+      throw new ApiError(429, 'rate_limit_exceeded', 'Rate limit reached (emergency limit while limits cannot be shared); retry shortly.', null, { 'retry-after': '60' });
     }
+  } else if (!decision.allowed) {
+    const budgets = deployment.budgets as { onBudgetExhausted?: string };
+    if (!(decision.budget && budgets.onBudgetExhausted === 'downgrade')) throw refusal(decision, now);
+    // Seed 004: "402: block or downgrade based on tier": serve on the cheapest tier instead.
+    prep = prepare(input, deployment, caller, keys, now, { downgrade: true });
+    decision = (await reserve(redis, prep.checks, now, 'reserve')).decision;
+    prep.decision = decision;
+    if (!decision.allowed) throw refusal(decision, now);
+    c.header('x-inference-edge-budget', 'downgraded');
+  }
+  for (const [k, v] of Object.entries(limitHeaders(decision?.windows ?? [], now))) c.header(k, v);
 
-    // Streaming: the first chunk arrived before answering, so every header is set before the body.
+  const { req, routing, plan, guard, candidates, piiRedactions, urlsRemoved } = prep;
+  if (guard.droppedMessages) c.header('x-inference-edge-truncated', `dropped=${guard.droppedMessages}`);
+  if (guard.maxTokensClamped) c.header('x-inference-edge-max-tokens', String(guard.maxTokens));
+  if (piiRedactions) c.header('x-inference-edge-pii-redacted', String(piiRedactions));
+
+  const policy = resolvePolicy(routing, c.env);
+  if (redisDegraded) c.header('x-inference-edge-degraded', 'redis');
+  const ctx: DispatchContext = {
+    env: c.env,
+    requestId: c.get('requestId'),
+    mock: { latencyMs: Number(c.env.MOCK_LATENCY_MS ?? 0) || 0, chunkDelayMs: Number(c.env.MOCK_CHUNK_DELAY_MS ?? 0) || 0 },
+    breakers: new Breakers(redisClient(config), keys),
+    breakerReads: new Map(allTargets(routing).map((t) => {
+      const id = breakerId(t.provider, t.model);
+      return [id, reads.get(keys.breaker(id)) ?? null];
+    })),
+    redisDown: redisDegraded,
+    background: [],
+  };
+  const record: UsageRecord = {
+    requestId: ctx.requestId,
+    deploymentId: deployment.id,
+    model: null,
+    provider: null,
+    routeReason: plan.reason,
+    tokensIn: guard.promptTokens,
+    tokensOut: 0,
+    costUsd: 0,
+    latencyMs: 0,
+    ttfbMs: null,
+    status: 200,
+    errorCategory: null,
+    fallbacks: 0,
+    retries: 0,
+    downgradedTo: null,
+    truncated: guard.droppedMessages > 0,
+    stream: Boolean(req.stream),
+    stalled: false,
+    empty: false,
+    piiRedactions,
+    urlsRemoved,
+  };
+  const reserved = decision?.reserved ?? [];
+  const finish = () => {
+    waitUntil(c, Promise.allSettled(ctx.background));
+    // Settle the reservation with what the call really used, or give it back if nothing was served.
+    const served = record.status < 400 || record.tokensOut > 0;
+    waitUntil(c, (async () => {
+      await settle(redis, reserved, served ? { tokens: record.tokensIn + record.tokensOut, costUsd: record.costUsd } : null);
+      if (served && decision) {
+        const used = new Map(reserved.map((r) => [r.name, record.tokensIn + record.tokensOut - r.amount]));
+        const windows = decision.windows.map((w) => ({ ...w, used: w.measure === 'tokens' ? w.used + (used.get(w.name) ?? 0) : w.measure === 'cost' ? w.used + Math.ceil(record.costUsd * 1_000_000) - (reserved.find((r) => r.name === w.name)?.amount ?? 0) : w.used }));
+        await checkBudgetWarnings(config, redis, keys, deployment, windows, Date.now());
+      }
+    })().catch((err: Error) => log('warn', 'settle.failed', { requestId: record.requestId, error: err.message })));
+    recordUsage(c, record);
+  };
+
+  let result: DispatchResult;
+  try {
+    result = await dispatchWithLastResorts(req, candidates, policy, ctx, routing);
+  } catch (err) {
+    record.status = err instanceof ApiError ? err.status : 500;
+    record.errorCategory = err instanceof ApiError ? err.code : 'internal';
+    record.latencyMs = Math.round(performance.now() - t0);
+    finish();
+    throw err;
+  }
+  let { answer } = result;
+  record.fallbacks = result.fallbacks;
+  record.retries = result.retries;
+  record.downgradedTo = answer.downgradedTo ?? null;
+  const account = (usage: Usage | null | undefined) => {
+    if (usage) {
+      record.tokensIn = usage.prompt_tokens;
+      record.tokensOut = usage.completion_tokens;
+    }
+    record.model = answer.target.model;
+    record.provider = answer.target.provider;
+    record.costUsd = costUsd(answer.target, record.tokensIn, record.tokensOut);
+  };
+
+  if (answer.completion) {
+    let completion = answer.completion;
+    const problem = jsonProblem(req, completion);
+    if (problem) {
+      log('warn', 'json.retry', { requestId: record.requestId, problem });
+      const again = await dispatch(req, [{ target: answer.target }, ...candidates.filter((x) => x.target !== answer.target)], policy, ctx).catch(() => null);
+      if (again?.answer.completion) {
+        answer = again.answer;
+        completion = again.answer.completion;
+        c.header('x-inference-edge-json-retry', jsonProblem(req, completion) ? 'failed' : 'ok');
+      }
+    }
+    record.empty = isEmpty(completion);
+    if (record.empty) c.header('x-inference-edge-empty-completion', 'true');
+    account(completion.usage);
     setRouteHeaders(c, answer, plan.reason, result.fallbacks);
+    record.latencyMs = Math.round(performance.now() - t0);
+    record.ttfbMs = record.latencyMs;
     c.header('x-inference-edge-overhead-ms', Math.max(0, performance.now() - t0 - answer.providerMs).toFixed(2));
-    c.header('content-type', 'text/event-stream; charset=utf-8');
-    c.header('cache-control', 'no-cache');
-    const includeUsage = req.stream_options?.include_usage === true;
-    record.ttfbMs = Math.round(performance.now() - t0);
-    let text = '';
-    let toolCalls = 0;
-    const streamed = answer;
-    const body = new ReadableStream<Uint8Array>({
-      async start(controller) {
-        let next = streamed.first!;
-        try {
-          while (!next.done) {
-            const chunk = next.value;
-            if (chunk.usage) settle(chunk.usage);
-            for (const ch of chunk.choices) {
-              text += ch.delta.content ?? '';
-              toolCalls += ch.delta.tool_calls?.length ?? 0;
-            }
-            if (chunk.choices.length || includeUsage) {
-              controller.enqueue(sseData(includeUsage || !chunk.usage ? chunk : { ...chunk, usage: undefined }));
-            }
-            next = await streamed.next!();
+    finish();
+    return c.json(completion);
+  }
+
+  // Streaming: the first chunk arrived before answering, so every header is set before the body.
+  setRouteHeaders(c, answer, plan.reason, result.fallbacks);
+  c.header('x-inference-edge-overhead-ms', Math.max(0, performance.now() - t0 - answer.providerMs).toFixed(2));
+  c.header('content-type', 'text/event-stream; charset=utf-8');
+  c.header('cache-control', 'no-cache');
+  const includeUsage = req.stream_options?.include_usage === true;
+  record.ttfbMs = Math.round(performance.now() - t0);
+  let text = '';
+  let toolCalls = 0;
+  const streamed = answer;
+  const body = new ReadableStream<Uint8Array>({
+    async start(controller) {
+      let next = streamed.first!;
+      try {
+        while (!next.done) {
+          const chunk = next.value;
+          if (chunk.usage) account(chunk.usage);
+          for (const ch of chunk.choices) {
+            text += ch.delta.content ?? '';
+            toolCalls += ch.delta.tool_calls?.length ?? 0;
           }
-          controller.enqueue(sseData('[DONE]'));
-        } catch (err) {
-          // Bytes already went out: end with an in-band error and no [DONE], never a silent 200.
-          const e = err instanceof ProviderError ? err : null;
-          record.status = 502;
-          record.errorCategory = e?.category ?? 'stream';
-          record.stalled = e?.category === 'stall';
-          if (e) ctx.background.push(ctx.breakers.record(breakerId(streamed.target.provider, streamed.target.model), false, policy.breaker, ctx.redisDown));
-          controller.enqueue(sseData({ error: { message: `The answer was interrupted: ${e?.message ?? 'the provider stream failed'}`, type: 'api_error', code: e?.category === 'stall' ? 'stream_stalled' : 'stream_interrupted', param: null } }));
-          log('warn', 'stream.interrupted', { requestId: record.requestId, provider: streamed.target.provider, category: record.errorCategory });
-        } finally {
-          record.empty = !text.trim() && toolCalls === 0;
-          settle(record.tokensOut ? null : { prompt_tokens: record.tokensIn, completion_tokens: Math.ceil(text.length / 4), total_tokens: 0 });
-          record.latencyMs = Math.round(performance.now() - t0);
-          finish();
-          controller.close();
+          if (chunk.choices.length || includeUsage) {
+            controller.enqueue(sseData(includeUsage || !chunk.usage ? chunk : { ...chunk, usage: undefined }));
+          }
+          next = await streamed.next!();
         }
-      },
-      cancel() {
-        // The client went away: stop paying for tokens nobody reads.
-        streamed.abort();
-      },
-    });
-    return c.body(body, 200);
-  },
-);
+        controller.enqueue(sseData('[DONE]'));
+      } catch (err) {
+        // Bytes already went out: end with an in-band error and no [DONE], never a silent 200.
+        const e = err instanceof ProviderError ? err : null;
+        record.status = 502;
+        record.errorCategory = e?.category ?? 'stream';
+        record.stalled = e?.category === 'stall';
+        if (e) ctx.background.push(ctx.breakers.record(breakerId(streamed.target.provider, streamed.target.model), false, policy.breaker, ctx.redisDown));
+        controller.enqueue(sseData({ error: { message: `The answer was interrupted: ${e?.message ?? 'the provider stream failed'}`, type: 'api_error', code: e?.category === 'stall' ? 'stream_stalled' : 'stream_interrupted', param: null } }));
+        log('warn', 'stream.interrupted', { requestId: record.requestId, provider: streamed.target.provider, category: record.errorCategory });
+      } finally {
+        record.empty = !text.trim() && toolCalls === 0;
+        account(record.tokensOut ? null : { prompt_tokens: record.tokensIn, completion_tokens: Math.ceil(text.length / 4), total_tokens: 0 });
+        record.latencyMs = Math.round(performance.now() - t0);
+        finish();
+        controller.close();
+      }
+    },
+    cancel() {
+      // The client went away: stop paying for tokens nobody reads.
+      streamed.abort();
+    },
+  });
+  return c.body(body, 200);
+});
 

@@ -1,0 +1,100 @@
+import type { Deployment, DeploymentType } from '../../shared/deployment';
+import { ApiError } from '../../shared/errors';
+import { flagOn } from '../../shared/kill-switch';
+import { effectiveLimits, planChecks, type EffectiveLimits, type LimitCheck, type LimitDecision } from '../../shared/limiter';
+import type { ChatRequest } from '../../shared/openai-types';
+import { filterMessageUrls, redactMessages } from '../../shared/pii';
+import type { RedisKeys } from '../../shared/redis';
+import { cheapestTierWith, downgradeTargets, effectiveRouting, hasImages, requiredCapabilities, type EffectiveRouting } from '../../shared/routing';
+import type { Candidate } from './dispatch';
+import { applyTokenGuards, type TokenGuardResult } from './guards';
+import { planRoute, type RoutePlan } from './route';
+
+/** What the caller's headers say about the end user (validated; trust is checked after auth). */
+export interface Caller {
+  /** End-user attributes for conditional routing (X-Inference-Edge-User). */
+  attributes: Record<string, string>;
+  /** A hybrid deployment's tier for this caller (X-Inference-Edge-Role). */
+  role?: DeploymentType;
+  /** Hashed, for per-user limits. */
+  userKey?: string;
+  sessionId?: string;
+}
+
+/** Everything decided before the provider call; CPU only, so it can run inside the key check's round trip. */
+export interface Prepared {
+  deployment: Deployment;
+  req: ChatRequest;
+  routing: EffectiveRouting;
+  plan: RoutePlan;
+  guard: TokenGuardResult;
+  candidates: Candidate[];
+  limits: EffectiveLimits;
+  checks: LimitCheck[];
+  piiRedactions: number;
+  urlsRemoved: number;
+  /** Set by the round trip that reserved (undefined when Redis was unreachable). */
+  decision?: LimitDecision;
+}
+
+export interface PrepareOptions {
+  /** Budget exhausted with `onBudgetExhausted: "downgrade"`: the cheapest tier, budgets not enforced. */
+  downgrade?: boolean;
+}
+
+export function prepare(input: ChatRequest, deployment: Deployment, caller: Caller, keys: RedisKeys, now: number, opts: PrepareOptions = {}): Prepared {
+  let req = input;
+  const features = deployment.features;
+  if (req.stream && !flagOn(features, 'streaming')) throw new ApiError(400, 'streaming_disabled', 'Streaming is switched off for this deployment; send stream: false.', 'stream');
+  if (hasImages(req) && !flagOn(features, 'visionEnabled', false)) throw new ApiError(400, 'vision_disabled', 'Image input is switched off for this deployment.', 'messages');
+
+  let routing: EffectiveRouting;
+  try {
+    routing = effectiveRouting(deployment.routing);
+  } catch (err) {
+    throw new ApiError(500, 'routing_invalid', `This deployment's routing config is invalid: ${(err as Error).message}`);
+  }
+  if (opts.downgrade) {
+    const cheapest = cheapestTierWith(routing, requiredCapabilities(req));
+    if (cheapest) req = { ...req, model: cheapest };
+  }
+  const plan = planRoute(req, routing, features, {
+    metadata: req.metadata ?? {},
+    user: { ...(req.user ? { id: req.user } : {}), ...caller.attributes },
+    request: { stream: Boolean(req.stream), tools: Boolean(req.tools?.length), images: hasImages(req), model: req.model },
+  });
+  if (opts.downgrade) plan.reason += ' budget->cheapest';
+
+  const limits = effectiveLimits(deployment, caller.role);
+  const guard = applyTokenGuards(req, { tokensPerRequest: limits.tokensPerRequest, contextBudgetTokens: routing.contextBudgetTokens });
+  req = guard.request;
+
+  // URLs first: redaction would turn https://user:pw@host into something the URL filter no longer sees.
+  let urlsRemoved = 0;
+  let piiRedactions = 0;
+  if (routing.urlAllowlist.length) {
+    const r = filterMessageUrls(req.messages, routing.urlAllowlist);
+    urlsRemoved = r.removed;
+    req = { ...req, messages: r.messages };
+  }
+  if (flagOn(features, 'piiRedaction', false)) {
+    const r = redactMessages(req.messages);
+    piiRedactions = Object.values(r.counts).reduce<number>((a, b) => a + (b ?? 0), 0);
+    req = { ...req, messages: r.messages };
+  }
+
+  const candidates: Candidate[] = [
+    ...plan.targets.map((target) => ({ target })),
+    ...(routing.downgradeOnFailure && plan.tier
+      ? downgradeTargets(routing, plan.tier, requiredCapabilities(req)).map(({ tier, target }) => ({ target, downgradedTo: tier }))
+      : []),
+  ];
+  // Reserve the worst case: the prompt plus every token the answer may use, at the first target's prices.
+  const first = plan.targets[0]!;
+  const maxOut = guard.maxTokens ?? 0;
+  const costUsd = (guard.promptTokens * first.priceInputPerMTok + maxOut * first.priceOutputPerMTok) / 1_000_000;
+  const checks = planChecks(deployment, limits, { requests: 1, tokens: guard.promptTokens + maxOut, costUsd, userId: caller.userKey, sessionId: caller.sessionId }, keys, now, {
+    skipBudgets: opts.downgrade,
+  });
+  return { deployment, req, routing, plan, guard, candidates, limits, checks, piiRedactions, urlsRemoved };
+}
