@@ -7,6 +7,7 @@ import { stack } from './helpers';
  * Supabase stand-in (what a Worker sees when Postgres is down), never anything shared.
  */
 const INTERNAL_SK = 'sk_test_demoInternalAssist00000000000000';
+const PUBLIC_SK = 'sk_test_demoPublicWidget0000000000000000';
 let own: Stack;
 
 beforeAll(async () => {
@@ -21,16 +22,17 @@ afterAll(async () => {
   await own?.stop();
 });
 
-const chat = (body: object = {}) =>
+const chat = (body: object = {}, key = INTERNAL_SK) =>
   fetch(`${own.functionUrl('inference-proxy')}/v1/chat/completions`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${INTERNAL_SK}`, 'content-type': 'application/json' },
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'flash', messages: [{ role: 'user', content: 'hi' }], ...body }),
   });
 
 describe('when Postgres is unreachable', () => {
   it('cached config keeps serving, the admin API says the database is unavailable, readiness names postgres', async () => {
     expect((await chat()).status).toBe(200); // warms the isolate and Redis caches
+    expect((await chat({ model: 'flash-lite' }, PUBLIC_SK)).status).toBe(200);
     await own.supabase.stop();
     const r = await chat();
     expect(r.status).toBe(200);
@@ -54,5 +56,18 @@ describe('when Redis is unreachable', () => {
     expect(r.headers.get('x-inference-edge-degraded')).toBe('redis');
     const body = await r.json();
     expect(body.choices[0].message.content).toMatch(/deterministic/);
+  });
+
+  it('limits: an internal deployment fails open (with an emergency cap), a public one fails closed', async () => {
+    const internal = await chat();
+    expect(internal.status).toBe(200);
+    expect(internal.headers.get('x-inference-edge-limiter')).toBe('degraded');
+    const pub = await chat({ model: 'flash-lite' }, PUBLIC_SK);
+    expect(pub.status).toBe(503);
+    expect(pub.headers.get('x-inference-edge-limiter')).toBe('degraded');
+    expect((await pub.json()).error.code).toBe('limiter_unavailable');
+    // The emergency limiter still caps bursts at the deployment's requests per minute (60, per isolate).
+    const burst = await Promise.all(Array.from({ length: 70 }, () => chat().then((r) => r.status)));
+    expect(burst.filter((s) => s === 429).length).toBeGreaterThan(0);
   });
 });

@@ -14,6 +14,9 @@ export interface StackInfo {
   externalDatabaseUrl: string | null;
   /** The fake providers every registry provider points at (control: POST <url>/_control). */
   fakeProvidersUrl: string;
+  /** The Upstash REST stand-in, for tests that drive shared modules with the real @upstash/redis client. */
+  upstashUrl: string;
+  upstashToken: string;
 }
 
 declare module 'vitest' {
@@ -52,6 +55,8 @@ export async function setup(project: TestProject) {
     keyPrefix,
     externalDatabaseUrl: databaseUrl ?? null,
     fakeProvidersUrl: stack.fakeProviders.url,
+    upstashUrl: stack.upstash.url,
+    upstashToken: stack.upstash.token,
   });
 }
 
