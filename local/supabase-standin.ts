@@ -28,8 +28,12 @@ function httpStatus(code: string | undefined): number {
   return 400;
 }
 
-function param(value: unknown): string | null {
+/** A JSON argument as Postgres text for its parameter's type: arrays of a SQL array type become array literals. */
+function param(value: unknown, type: string | undefined): string | null {
   if (value === null || value === undefined) return null;
+  if (Array.isArray(value) && type?.endsWith('[]')) {
+    return `{${value.map((v) => (v === null ? 'NULL' : `"${String(v).replace(/(["\\])/g, '\\$1')}"`)).join(',')}}`;
+  }
   if (typeof value === 'object') return JSON.stringify(value);
   return String(value);
 }
@@ -37,6 +41,19 @@ function param(value: unknown): string | null {
 export async function startSupabaseStandIn(databaseUrl: string, serviceKey: string, poolSize = 4): Promise<SupabaseStandIn> {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, connectionTimeoutMillis: 3_000 });
   pool.on('error', () => {}); // a dropped idle connection; the next checkout reconnects
+  // Argument types by function, as PostgREST reads them from the catalog.
+  const argTypes = new Map<string, Map<string, string>>();
+  const typesOf = async (client: pg.PoolClient, fn: string) => {
+    let t = argTypes.get(fn);
+    if (!t) {
+      const { rows } = await client.query<{ name: string; type: string }>(
+        `select unnest(proargnames) as name, unnest(proargtypes::regtype[]::text[]) as type
+         from pg_proc where pronamespace = 'public'::regnamespace and proname = $1`, [fn]);
+      t = new Map(rows.map((r) => [r.name, r.type]));
+      argTypes.set(fn, t);
+    }
+    return t;
+  };
 
   const send = (res: ServerResponse, status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json' });
@@ -64,8 +81,9 @@ export async function startSupabaseStandIn(databaseUrl: string, serviceKey: stri
         return send(res, 503, { code: 'PGRST000', message: `database unreachable: ${(err as Error).message}`, details: null, hint: null });
       }
       try {
+        const types = await typesOf(client, fn);
         await client.query('begin; set local role service_role');
-        const result = await client.query(sql, names.map((n) => param(args[n])));
+        const result = await client.query(sql, names.map((n) => param(args[n], types.get(n))));
         await client.query('commit');
         client.release();
         return send(res, 200, result.rows[0]?.result ?? null);

@@ -34,14 +34,14 @@ export function breakerState(value: string | null | undefined, now: number): { s
   return { state: now < until ? 'open' : 'half_open', until };
 }
 
-/** KEYS: state, failures, calls, probe, index. ARGV: ok(1|0), now, windowMs, threshold, cooldownMs, id, minCalls, ratio. */
+/** KEYS: state, failures, calls, probe, index, since. ARGV: ok(1|0), now, windowMs, threshold, cooldownMs, id, minCalls, ratio. */
 export const RECORD_OUTCOME: LuaScript = {
   name: 'breaker_record',
   source: `local state = redis.call('GET', KEYS[1])
 local now = tonumber(ARGV[2])
 if ARGV[1] == '1' then
   if state then
-    redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+    redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6])
     return 'closed_from_open'
   end
   local c = redis.call('INCR', KEYS[3])
@@ -63,17 +63,18 @@ local c = redis.call('INCR', KEYS[3])
 if c == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
 if f >= tonumber(ARGV[4]) or (c >= tonumber(ARGV[7]) and f / c >= tonumber(ARGV[8])) then
   redis.call('SET', KEYS[1], 'open:' .. (now + tonumber(ARGV[5])))
+  redis.call('SET', KEYS[6], ARGV[2])
   redis.call('DEL', KEYS[2], KEYS[3])
   redis.call('SADD', KEYS[5], ARGV[6])
   return 'opened'
 end
 return 'closed'`,
-  sha1: '74e33e3d667b7a43521c9c1e7639065886ea7046',
+  sha1: '4cbe31e9ad4d59bd45bc3a4058dbcb1a704a490d',
 };
 
 function breakerKeys(keys: RedisKeys, id: string) {
   const state = keys.breaker(id);
-  return { state, failures: `${state}:f`, calls: `${state}:c`, probe: `${state}:p`, index: keys.breakerIndex() };
+  return { state, failures: `${state}:f`, calls: `${state}:c`, probe: `${state}:p`, since: `${state}:since`, index: keys.breakerIndex() };
 }
 
 /** Per-isolate breakers, used while Redis is unreachable (degraded mode: each isolate on its own). */
@@ -120,7 +121,7 @@ export class Breakers {
     if (redisDown) return this.recordLocal(id, ok, cfg, now);
     const k = breakerKeys(this.keys, id);
     try {
-      const result = await runScript<string>(this.redis, RECORD_OUTCOME, [k.state, k.failures, k.calls, k.probe, k.index], [
+      const result = await runScript<string>(this.redis, RECORD_OUTCOME, [k.state, k.failures, k.calls, k.probe, k.index, k.since], [
         ok ? 1 : 0, now, cfg.windowMs, cfg.failureThreshold, cfg.cooldownMs, id, cfg.minCalls, cfg.failureRatio,
       ]);
       if (result === 'opened' || result === 'reopened' || result === 'closed_from_open') {
@@ -157,14 +158,15 @@ export class Breakers {
   }
 
   /** Every breaker that has opened, with its state now (for /health/dependencies). */
-  async list(): Promise<{ id: string; state: BreakerState; openUntil: string | null }[]> {
+  async list(): Promise<{ id: string; state: BreakerState; openUntil: string | null; openSince: string | null }[]> {
     const ids = ((await this.redis.smembers(this.keys.breakerIndex())) as string[]).sort();
     if (!ids.length) return [];
-    const values = await this.redis.mget<(string | null)[]>(...ids.map((id) => this.keys.breaker(id)));
+    const values = await this.redis.mget<(string | null)[]>(...ids.flatMap((id) => [this.keys.breaker(id), `${this.keys.breaker(id)}:since`]));
     const now = this.now();
     return ids.map((id, i) => {
-      const s = breakerState(values[i], now);
-      return { id, state: s.state, openUntil: s.until ? new Date(s.until).toISOString() : null };
+      const s = breakerState(values[2 * i], now);
+      const since = s.state === 'closed' ? null : values[2 * i + 1];
+      return { id, state: s.state, openUntil: s.until ? new Date(s.until).toISOString() : null, openSince: since ? new Date(Number(since)).toISOString() : null };
     });
   }
 }

@@ -23,6 +23,10 @@ export interface Bindings {
   BREAKER_FAILURE_THRESHOLD?: string;
   BREAKER_COOLDOWN_MS?: string;
   MOCK_CHUNK_DELAY_MS?: string;
+  /** daily-report: alert when a day's total cost (USD) passes this. */
+  COST_ALERT_THRESHOLD?: string;
+  /** daily-report: usage events older than this many days are removed (default 90). */
+  USAGE_RETENTION_DAYS?: string;
   OPENAI_API_KEY?: string;
   ANTHROPIC_API_KEY?: string;
   GEMINI_API_KEY?: string;

@@ -260,15 +260,19 @@ export function decide(checks: LimitCheck[], out: number[], now: number, mode: '
  * counted), or releases it (`actual` null: a failed call gives its tokens and cost back).
  */
 export async function settle(redis: Redis, reserved: LimitCheck[], actual: { tokens: number; costUsd: number } | null): Promise<void> {
-  const adjust = reserved.filter((c) => c.measure !== 'requests');
-  if (!adjust.length) return;
   const p = redis.pipeline();
-  for (const c of adjust) {
+  settleInto(p, reserved, actual);
+  if (p.length()) await p.exec();
+}
+
+/** The settle commands, added to a pipeline that carries the rest of the post-response work. */
+export function settleInto(p: ReturnType<Redis['pipeline']>, reserved: LimitCheck[], actual: { tokens: number; costUsd: number } | null): void {
+  for (const c of reserved) {
+    if (c.measure === 'requests') continue;
     const real = actual === null ? 0 : c.measure === 'tokens' ? actual.tokens : Math.ceil(actual.costUsd * MICRO);
     const delta = real - c.amount;
     if (delta !== 0) p.incrby(c.key, delta);
   }
-  if (p.length()) await p.exec();
 }
 
 /** A short summary of windows for answers and headers. */

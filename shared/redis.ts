@@ -42,6 +42,12 @@ export function redisKeys(prefix: string) {
     limitCounter: (deploymentId: string, suffix: string) => `${prefix}:rl:${deploymentId}:${suffix}`,
     /** Set once when a budget warning fired for a window and threshold. */
     budgetWarning: (deploymentId: string, suffix: string) => `${prefix}:warn:${deploymentId}:${suffix}`,
+    /** The usage buffer: a stream of events waiting to be drained into Postgres. */
+    usageStream: () => `${prefix}:usage`,
+    /** A deployment's call counters for one 5-minute bucket (requests, errors, r429, latency_ms). */
+    metrics: (deploymentId: string, bucket: number) => `${prefix}:mt:${deploymentId}:${bucket}`,
+    /** Deployments that had calls in a 5-minute bucket. */
+    activeDeployments: (bucket: number) => `${prefix}:mt-active:${bucket}`,
     /** A daily counter of one deployment, e.g. empty completions. */
     dailyCounter: (name: string, deploymentId: string, day: string) => `${prefix}:count:${name}:${deploymentId}:${day}`,
   };

@@ -7,7 +7,8 @@ import { checkBudgetWarnings } from '../../shared/alerts';
 import { Breakers, breakerId } from '../../shared/breaker';
 import { authenticate } from '../../shared/key-auth';
 import { assertInferenceEnabled } from '../../shared/kill-switch';
-import { emergencyAllow, hashId, limitHeaders, reserve, settle, type LimitDecision } from '../../shared/limiter';
+import { emergencyAllow, hashId, limitHeaders, reserve, settle, settleInto, type LimitDecision } from '../../shared/limiter';
+import { bufferUsage, countCall, type UsageEvent } from '../../shared/usage';
 import { log } from '../../shared/log';
 import type { ChatCompletion, ChatRequest, Usage } from '../../shared/openai-types';
 import { ProviderError } from '../../shared/providers/types';
@@ -124,20 +125,6 @@ function waitUntil(c: Context<AppEnv>, work: Promise<unknown>) {
   } catch {
     void work;
   }
-}
-
-/** The usage record goes out after the response (waitUntil): never on the client's time. */
-function recordUsage(c: Context<AppEnv>, record: UsageRecord) {
-  const work = async () => {
-    log('info', 'usage', { ...record });
-    if (record.empty) {
-      const config = loadConfig(c.env);
-      const day = new Date().toISOString().slice(0, 10);
-      const key = redisKeys(config.REDIS_KEY_PREFIX).dailyCounter('empty_completions', record.deploymentId, day);
-      await redisClient(config).pipeline().incr(key).expire(key, 8 * 86_400).exec().catch(() => {});
-    }
-  };
-  waitUntil(c, work());
 }
 
 function breakerKeysOf(routingConfig: Record<string, unknown>, keys: RedisKeys): string[] {
@@ -308,19 +295,43 @@ export const chatRoutes = new Hono<AppEnv>().post('/v1/chat/completions', async 
     urlsRemoved,
   };
   const reserved = decision?.reserved ?? [];
+  const feature = c.req.header('x-inference-edge-feature') ?? req.metadata?.feature ?? null;
+  // All post-response work in one pipeline (one round trip, after the client has its answer):
+  // settle the reservation, buffer the usage event, count the call for alert policies.
   const finish = () => {
     waitUntil(c, Promise.allSettled(ctx.background));
-    // Settle the reservation with what the call really used, or give it back if nothing was served.
     const served = record.status < 400 || record.tokensOut > 0;
+    const actual = served ? { tokens: record.tokensIn + record.tokensOut, costUsd: record.costUsd } : null;
+    const event: UsageEvent = {
+      request_id: record.requestId, created_at: new Date(now).toISOString(), deployment_id: deployment.id,
+      user_hash: caller.userKey ?? null, session_id: caller.sessionId ?? null, feature, model: record.model, provider: record.provider,
+      route_reason: record.routeReason, tokens_in: record.tokensIn, tokens_out: record.tokensOut, cost_usd: record.costUsd,
+      latency_ms: record.latencyMs, ttfb_ms: record.ttfbMs, status: record.status, error_category: record.errorCategory,
+      fallbacks: record.fallbacks, retries: record.retries, downgraded_to: record.downgradedTo, truncated: record.truncated,
+      stream: record.stream, stalled: record.stalled, empty: record.empty,
+    };
     waitUntil(c, (async () => {
-      await settle(redis, reserved, served ? { tokens: record.tokensIn + record.tokensOut, costUsd: record.costUsd } : null);
-      if (served && decision) {
-        const used = new Map(reserved.map((r) => [r.name, record.tokensIn + record.tokensOut - r.amount]));
-        const windows = decision.windows.map((w) => ({ ...w, used: w.measure === 'tokens' ? w.used + (used.get(w.name) ?? 0) : w.measure === 'cost' ? w.used + Math.ceil(record.costUsd * 1_000_000) - (reserved.find((r) => r.name === w.name)?.amount ?? 0) : w.used }));
+      const p = redis.pipeline();
+      settleInto(p, reserved, actual);
+      bufferUsage(p, keys, event);
+      countCall(p, keys, deployment.id, now, { status: record.status, latencyMs: record.latencyMs, error: record.status >= 500 });
+      if (record.empty) {
+        const day = new Date(now).toISOString().slice(0, 10);
+        p.incr(keys.dailyCounter('empty_completions', deployment.id, day));
+        p.expire(keys.dailyCounter('empty_completions', deployment.id, day), 8 * 86_400);
+      }
+      await p.exec();
+      if (actual && decision) {
+        const delta = (r: { name: string; amount: number; measure: string }) =>
+          r.measure === 'tokens' ? actual.tokens - r.amount : r.measure === 'cost' ? Math.ceil(actual.costUsd * 1_000_000) - r.amount : 0;
+        const windows = decision.windows.map((w) => {
+          const r = reserved.find((x) => x.name === w.name);
+          return r ? { ...w, used: w.used + delta(r) } : w;
+        });
         await checkBudgetWarnings(config, redis, keys, deployment, windows, Date.now());
       }
-    })().catch((err: Error) => log('warn', 'settle.failed', { requestId: record.requestId, error: err.message })));
-    recordUsage(c, record);
+    })().catch((err: Error) => log('warn', 'post_response.failed', { requestId: record.requestId, error: err.message })));
+    log('info', 'usage', { ...record });
   };
 
   let result: DispatchResult;
