@@ -164,7 +164,7 @@ function readCaller(c: Context<AppEnv>, req: ChatRequest): Caller {
   }
   const user = req.user ?? attributes.id;
   const session = c.req.header('x-session-id') ?? req.metadata?.session_id;
-  return { attributes, role: role as Caller['role'], userKey: user ? hashId(user) : undefined, sessionId: session ? hashId(session) : undefined };
+  return { attributes, role: role as Caller['role'], userId: user, session, userKey: user ? hashId(user) : undefined, sessionId: session ? hashId(session) : undefined };
 }
 
 function assertCallerTrusted(c: Context<AppEnv>) {
@@ -202,7 +202,7 @@ export const chatRoutes = new Hono<AppEnv>().post('/v1/chat/completions', async 
     roundTrip: async (deployment, readKeys) => {
       let p: Prepared;
       try {
-        p = prepare(input, deployment, caller, keys, now);
+        p = prepare(input, deployment, caller, keys, now, { env: c.env as unknown as Record<string, unknown> });
       } catch (err) {
         prepareError = err;
         return readKeys.length ? redis.mget<(string | null)[]>(...readKeys) : [];
@@ -223,8 +223,8 @@ export const chatRoutes = new Hono<AppEnv>().post('/v1/chat/completions', async 
   try {
     if (prepareError && !prep) throw prepareError;
     assertCallerTrusted(c);
-    assertInferenceEnabled(c.env, reads.get(keys.globalKillSwitch()), deployment);
-    prep ??= prepare(input, deployment, caller, keys, now); // Redis unreachable: the round trip never ran
+    prep ??= prepare(input, deployment, caller, keys, now, { env: c.env as unknown as Record<string, unknown> }); // Redis unreachable: the round trip never ran
+    assertInferenceEnabled(c.env, reads.get(keys.globalKillSwitch()), prep.flags.inference !== false);
   } catch (err) {
     release();
     throw err;
@@ -244,7 +244,7 @@ export const chatRoutes = new Hono<AppEnv>().post('/v1/chat/completions', async 
     const budgets = deployment.budgets as { onBudgetExhausted?: string };
     if (!(decision.budget && budgets.onBudgetExhausted === 'downgrade')) throw refusal(decision, now);
     // Seed 004: "402: block or downgrade based on tier": serve on the cheapest tier instead.
-    prep = prepare(input, deployment, caller, keys, now, { downgrade: true });
+    prep = prepare(input, deployment, caller, keys, now, { downgrade: true, env: c.env as unknown as Record<string, unknown> });
     decision = (await reserve(redis, prep.checks, now, 'reserve')).decision;
     prep.decision = decision;
     if (!decision.allowed) throw refusal(decision, now);

@@ -1,6 +1,6 @@
 import type { Deployment, DeploymentType } from '../../shared/deployment';
 import { ApiError } from '../../shared/errors';
-import { flagOn } from '../../shared/kill-switch';
+import { evaluateFlag } from '../../shared/flags';
 import { effectiveLimits, planChecks, type EffectiveLimits, type LimitCheck, type LimitDecision } from '../../shared/limiter';
 import type { ChatRequest } from '../../shared/openai-types';
 import { filterMessageUrls, redactMessages } from '../../shared/pii';
@@ -12,6 +12,9 @@ import { planRoute, type RoutePlan } from './route';
 
 /** What the caller's headers say about the end user (validated; trust is checked after auth). */
 export interface Caller {
+  /** The end user's id as sent (for sticky rollouts), and the session's. */
+  userId?: string;
+  session?: string;
   /** End-user attributes for conditional routing (X-Inference-Edge-User). */
   attributes: Record<string, string>;
   /** A hybrid deployment's tier for this caller (X-Inference-Edge-Role). */
@@ -35,18 +38,31 @@ export interface Prepared {
   urlsRemoved: number;
   /** Set by the round trip that reserved (undefined when Redis was unreachable). */
   decision?: LimitDecision;
+  /** The built-in flags as evaluated for this caller. */
+  flags: Record<string, boolean>;
 }
 
 export interface PrepareOptions {
   /** Budget exhausted with `onBudgetExhausted: "downgrade"`: the cheapest tier, budgets not enforced. */
   downgrade?: boolean;
+  /** Bindings, for FEATURE_FLAG_<NAME>_* overrides. */
+  env?: Record<string, unknown>;
+}
+
+/** Built-in flags the proxy honours, and their value when a deployment does not set them. */
+const FLAG_DEFAULTS: Record<string, boolean> = { inference: true, streaming: true, visionEnabled: false, smartRouting: false, piiRedaction: false, multiModelComparison: false };
+
+/** The built-in flags for this caller: sticky rollouts by user (or session), cohorts from trusted attributes. */
+export function callerFlags(features: Record<string, unknown>, caller: Caller, env: Record<string, unknown> = {}): Record<string, boolean> {
+  const ctx = { userId: caller.userId, sessionId: caller.session, properties: caller.attributes };
+  return Object.fromEntries(Object.keys(FLAG_DEFAULTS).map((name) => [name, evaluateFlag(name, features[name] ?? FLAG_DEFAULTS[name], ctx, { env }).enabled]));
 }
 
 export function prepare(input: ChatRequest, deployment: Deployment, caller: Caller, keys: RedisKeys, now: number, opts: PrepareOptions = {}): Prepared {
   let req = input;
-  const features = deployment.features;
-  if (req.stream && !flagOn(features, 'streaming')) throw new ApiError(400, 'streaming_disabled', 'Streaming is switched off for this deployment; send stream: false.', 'stream');
-  if (hasImages(req) && !flagOn(features, 'visionEnabled', false)) throw new ApiError(400, 'vision_disabled', 'Image input is switched off for this deployment.', 'messages');
+  const flags = callerFlags(deployment.features, caller, opts.env);
+  if (req.stream && !flags.streaming) throw new ApiError(400, 'streaming_disabled', 'Streaming is switched off for this deployment; send stream: false.', 'stream');
+  if (hasImages(req) && !flags.visionEnabled) throw new ApiError(400, 'vision_disabled', 'Image input is switched off for this deployment.', 'messages');
 
   let routing: EffectiveRouting;
   try {
@@ -58,7 +74,7 @@ export function prepare(input: ChatRequest, deployment: Deployment, caller: Call
     const cheapest = cheapestTierWith(routing, requiredCapabilities(req));
     if (cheapest) req = { ...req, model: cheapest };
   }
-  const plan = planRoute(req, routing, features, {
+  const plan = planRoute(req, routing, flags.smartRouting!, {
     metadata: req.metadata ?? {},
     user: { ...(req.user ? { id: req.user } : {}), ...caller.attributes },
     request: { stream: Boolean(req.stream), tools: Boolean(req.tools?.length), images: hasImages(req), model: req.model },
@@ -77,7 +93,7 @@ export function prepare(input: ChatRequest, deployment: Deployment, caller: Call
     urlsRemoved = r.removed;
     req = { ...req, messages: r.messages };
   }
-  if (flagOn(features, 'piiRedaction', false)) {
+  if (flags.piiRedaction) {
     const r = redactMessages(req.messages);
     piiRedactions = Object.values(r.counts).reduce<number>((a, b) => a + (b ?? 0), 0);
     req = { ...req, messages: r.messages };
@@ -96,5 +112,5 @@ export function prepare(input: ChatRequest, deployment: Deployment, caller: Call
   const checks = planChecks(deployment, limits, { requests: 1, tokens: guard.promptTokens + maxOut, costUsd, userId: caller.userKey, sessionId: caller.sessionId }, keys, now, {
     skipBudgets: opts.downgrade,
   });
-  return { deployment, req, routing, plan, guard, candidates, limits, checks, piiRedactions, urlsRemoved };
+  return { deployment, req, routing, plan, guard, candidates, limits, checks, piiRedactions, urlsRemoved, flags };
 }

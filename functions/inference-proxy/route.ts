@@ -1,5 +1,4 @@
 import { ApiError } from '../../shared/errors';
-import { flagOn } from '../../shared/kill-switch';
 import type { ChatRequest } from '../../shared/openai-types';
 import {
   cheapestTierWith,
@@ -26,7 +25,7 @@ export interface RoutePlan {
  * Picks the targets for a request: the model it names (tier, alias, concrete model, or `auto` with
  * smart routing), then a tier that has what the request needs (an image goes to a vision tier).
  */
-export function planRoute(req: ChatRequest, routing: EffectiveRouting, features: Record<string, unknown>, facts: RequestFacts, random?: () => number): RoutePlan {
+export function planRoute(req: ChatRequest, routing: EffectiveRouting, smartRouting: boolean, facts: RequestFacts, random?: () => number): RoutePlan {
   const ref = resolveModel(routing, req.model);
   if (!ref) {
     throw new ApiError(404, 'model_not_found', `The model \`${req.model}\` does not exist for this deployment; GET /v1/models lists the ones it may use.`, 'model');
@@ -42,7 +41,7 @@ export function planRoute(req: ChatRequest, routing: EffectiveRouting, features:
   let tier: string;
   let reason: string;
   if (ref.kind === 'auto') {
-    if (flagOn(features, 'smartRouting', false)) {
+    if (smartRouting) {
       const decision = classifyRequest(req.messages);
       tier = routing.tiers[decision.tier] ? decision.tier : routing.defaultTier;
       reason = explainDecision(decision) + (tier !== decision.tier ? ` tier=${tier}(default)` : '');
