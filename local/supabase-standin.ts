@@ -10,6 +10,8 @@ import { close, listen, readBody } from './net';
 export interface SupabaseStandIn {
   url: string;
   serviceKey: string;
+  /** Realtime broadcasts received (POST /realtime/v1/api/broadcast), oldest first. */
+  broadcasts: { topic: string; event: string; payload: unknown }[];
   stop(): Promise<void>;
 }
 
@@ -60,10 +62,20 @@ export async function startSupabaseStandIn(databaseUrl: string, serviceKey: stri
     res.end(body === undefined ? 'null' : JSON.stringify(body));
   };
 
+  const broadcasts: SupabaseStandIn['broadcasts'] = [];
   const server = createServer(async (req, res) => {
     try {
+      if (req.url === '/_test/broadcasts' && req.method === 'GET') return send(res, 200, broadcasts);
       const key = req.headers.apikey ?? String(req.headers.authorization ?? '').replace(/^Bearer\s+/i, '');
       if (key !== serviceKey) return send(res, 401, { code: 'PGRST301', message: 'invalid API key', details: null, hint: null });
+      // Realtime's REST broadcast: recorded, so the local stack and tests can see what clients would get.
+      if (req.url === '/realtime/v1/api/broadcast' && req.method === 'POST') {
+        const body = JSON.parse(await readBody(req)) as { messages?: { topic: string; event: string; payload: unknown }[] };
+        broadcasts.push(...(body.messages ?? []));
+        if (broadcasts.length > 1000) broadcasts.splice(0, broadcasts.length - 1000);
+        res.writeHead(202).end();
+        return;
+      }
       const m = /^\/rest\/v1\/rpc\/([^/?]+)/.exec(req.url ?? '');
       if (!m || req.method !== 'POST') return send(res, 404, { code: 'PGRST202', message: `no route ${req.method} ${req.url}`, details: null, hint: null });
       const fn = m[1]!;
@@ -101,6 +113,7 @@ export async function startSupabaseStandIn(databaseUrl: string, serviceKey: stri
   return {
     url,
     serviceKey,
+    broadcasts,
     async stop() {
       await close(server);
       await pool.end();

@@ -63,14 +63,37 @@ export const DEFAULT_MONITORING = {
   alertThresholds: { errorRate: 0.05, avgLatencyMs: 3000, tokenBudgetPercent: [80, 90, 100] },
 };
 
-const flagName = z.string().check(z.regex(/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/, 'flag names are letters, digits, "_", "." or "-" (at most 64)'));
-const flagValue = z.union([
+export const flagName = z.string().check(z.regex(/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/, 'flag names are letters, digits, "_", "." or "-" (at most 64)'));
+const constraintSchema = z.strictObject({
+  contextName: z.string().check(z.minLength(1), z.maxLength(100)),
+  operator: z.string().check(z.minLength(1), z.maxLength(40)),
+  values: z.optional(z.array(z.string()).check(z.maxLength(1000))),
+  value: z.optional(z.string()),
+  inverted: z.optional(z.boolean()),
+  caseInsensitive: z.optional(z.boolean()),
+});
+const variantSchema = z.strictObject({
+  name: z.string().check(z.minLength(1), z.maxLength(100)),
+  weight: z.number().check(z.gte(0), z.lte(1000)),
+  payload: z.optional(z.strictObject({ type: z.enum(['string', 'json', 'number', 'boolean']), value: z.string().check(z.maxLength(10_000)) })),
+  stickiness: z.optional(z.string()),
+  overrides: z.optional(z.array(z.strictObject({ contextName: z.string(), values: z.array(z.string()) }))),
+});
+/** A flag: on/off, or a rollout (see shared/flags.ts for how it is evaluated). */
+export const flagValueSchema = z.union([
   z.boolean(),
-  z.looseObject({
+  z.strictObject({
     enabled: z.boolean(),
     rolloutPercentage: z.optional(z.number().check(z.gte(0), z.lte(100))),
+    stickiness: z.optional(z.string().check(z.minLength(1), z.maxLength(100))),
+    groupId: z.optional(z.string().check(z.maxLength(200))),
+    cohorts: z.optional(z.array(z.enum(['internal', 'qa', 'ga']))),
+    constraints: z.optional(z.array(constraintSchema).check(z.maxLength(50))),
+    variants: z.optional(z.array(variantSchema).check(z.maxLength(50))),
+    description: z.optional(z.string().check(z.maxLength(500))),
   }),
 ]);
+const flagValue = flagValueSchema;
 export const featuresSchema = z.record(flagName, flagValue);
 
 /** An origin as browsers send it (`https://app.example.com[:port]`), `*.` wildcard subdomains, or `*`. */

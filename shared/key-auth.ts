@@ -170,6 +170,8 @@ export async function resolveKey(config: Config, rawKey: string, hooks: AuthHook
 export interface KeyAuthOptions extends AuthHooks {
   /** Which kinds of key this route accepts. */
   kinds?: readonly KeyKind[];
+  /** false: a publishable key without an Origin is accepted (flag evaluation); a sent Origin must still be allowed. */
+  requireOrigin?: boolean;
 }
 
 function bearer(header: string | undefined): string | null {
@@ -192,7 +194,7 @@ export const deploymentKeyAuth = (options: KeyAuthOptions = {}): MiddlewareHandl
  * only from one of the deployment's allowed origins; a key never acts outside its environment.
  * Sets `auth` on the context and returns it.
  */
-export async function authenticate(c: Context<AppEnv>, { kinds = ['publishable', 'secret'], ...hooks }: KeyAuthOptions = {}): Promise<KeyAuth> {
+export async function authenticate(c: Context<AppEnv>, { kinds = ['publishable', 'secret'], requireOrigin = true, ...hooks }: KeyAuthOptions = {}): Promise<KeyAuth> {
   const raw = bearer(c.req.header('authorization'));
   if (!raw) throw new ApiError(401, 'missing_api_key', 'Send your deployment key as "Authorization: Bearer <key>".');
   const shape = parseApiKey(raw);
@@ -208,14 +210,14 @@ export async function authenticate(c: Context<AppEnv>, { kinds = ['publishable',
   if (!kinds.includes(key.kind)) {
     throw new ApiError(403, 'secret_key_required', 'This endpoint needs the deployment\'s secret key (sk_…).');
   }
-  if (key.kind === 'publishable') {
+  if (key.kind === 'publishable' && (requireOrigin || c.req.header('origin') !== undefined)) {
     const origin = c.req.header('origin');
     if (!origin || !originAllowed(origin, deployment.allowedOrigins)) {
       throw new ApiError(403, 'origin_not_allowed', origin
         ? `Origin ${origin} is not allowed for this deployment's publishable key.`
         : 'A publishable key is only accepted from a browser Origin listed in the deployment\'s allowedOrigins.');
     }
-    c.header('Access-Control-Allow-Origin', origin);
+    c.header('Access-Control-Allow-Origin', origin!);
     c.header('Vary', 'Origin', { append: true });
   }
   const auth: KeyAuth = { keyId: key.id, kind: key.kind, deployment, reads, redisDegraded };

@@ -48,6 +48,8 @@ export function redisKeys(prefix: string) {
     metrics: (deploymentId: string, bucket: number) => `${prefix}:mt:${deploymentId}:${bucket}`,
     /** Deployments that had calls in a 5-minute bucket. */
     activeDeployments: (bucket: number) => `${prefix}:mt-active:${bucket}`,
+    /** feature_flag_usage_total: a hash of "<flag>|<variant>|<enabled>" → count, per deployment. */
+    flagUsage: (deploymentId: string) => `${prefix}:flag-usage:${deploymentId}`,
     /** A daily counter of one deployment, e.g. empty completions. */
     dailyCounter: (name: string, deploymentId: string, day: string) => `${prefix}:count:${name}:${deploymentId}:${day}`,
   };

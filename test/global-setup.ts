@@ -17,6 +17,8 @@ export interface StackInfo {
   /** The Upstash REST stand-in, for tests that drive shared modules with the real @upstash/redis client. */
   upstashUrl: string;
   upstashToken: string;
+  /** The Supabase stand-in (GET <url>/_test/broadcasts lists Realtime broadcasts). */
+  supabaseUrl: string;
 }
 
 declare module 'vitest' {
@@ -57,6 +59,7 @@ export async function setup(project: TestProject) {
     fakeProvidersUrl: stack.fakeProviders.url,
     upstashUrl: stack.upstash.url,
     upstashToken: stack.upstash.token,
+    supabaseUrl: stack.supabase.url,
   });
 }
 

@@ -5,6 +5,7 @@ import { createFunctionApp } from '../../shared/app';
 import { ApiError } from '../../shared/errors';
 import { clientRoutes } from './client';
 import { deploymentRoutes } from './deployments';
+import { featureAdminRoutes, ofrepRoutes, seed003Routes } from './features';
 import { killSwitchRoutes } from './kill-switch';
 import { webhookRoutes } from './webhooks';
 
@@ -19,6 +20,7 @@ app.use(
   }),
 );
 // Browsers call /client/* with a publishable key; the key check decides which origins may.
+app.use('/ofrep/*', cors({ origin: (origin) => origin, allowHeaders: ['Authorization', 'Content-Type', 'If-None-Match'], exposeHeaders: ['ETag', 'x-request-id'], maxAge: 600 }));
 app.use('/client/*', cors({ origin: (origin) => origin, allowHeaders: ['Authorization', 'Content-Type', 'X-Request-Id'], exposeHeaders: ['x-request-id'], maxAge: 600 }));
 app.use('/deployments/*', adminAuth());
 app.use('/deployments', adminAuth());
@@ -28,5 +30,8 @@ app.route('/', deploymentRoutes);
 app.route('/', clientRoutes);
 app.route('/', webhookRoutes);
 app.route('/', killSwitchRoutes);
+app.route('/', featureAdminRoutes);
+app.route('/', ofrepRoutes);
+app.route('/', seed003Routes);
 
 export default { fetch: app.fetch };
