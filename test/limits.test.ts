@@ -29,7 +29,7 @@ async function check(key: string, deploymentId: string, body: object = {}) {
 /** Minute windows reset on the minute: start a minute-bounded test well inside one. */
 async function awayFromMinuteBoundary() {
   const s = new Date().getUTCSeconds();
-  if (s >= 50) await new Promise((r) => setTimeout(r, (61 - s) * 1000));
+  if (s >= 35) await new Promise((r) => setTimeout(r, (61 - s) * 1000));
 }
 
 describe('acceptance: requestsPerMinute 5 under 8 concurrent calls', () => {
