@@ -14,6 +14,7 @@ import type {
   ToolCallDelta,
   Usage,
 } from '../openai-types';
+import type { StreamOptions } from './types';
 
 /** An Anthropic content block as we send it (text, image, tool_use, tool_result). */
 type Block = Record<string, unknown>;
@@ -240,12 +241,6 @@ export function anthropicErrorMessage(body: any): string {
   return body === undefined || body === null ? 'unknown error' : JSON.stringify(body);
 }
 
-interface StreamOptions {
-  id: string;
-  model: string;
-  created: number;
-  includeUsage: boolean;
-}
 
 export interface AnthropicStreamTranslator {
   push(ev: SseEvent): ChatCompletionChunk[];

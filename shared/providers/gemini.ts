@@ -14,6 +14,7 @@ import type {
   ToolCallDelta,
   Usage,
 } from '../openai-types';
+import type { StreamOptions } from './types';
 
 type Json = Record<string, unknown>;
 
@@ -354,12 +355,6 @@ export function geminiErrorMessage(body: any): string {
   return body === undefined || body === null ? 'unknown error' : JSON.stringify(body);
 }
 
-interface StreamOptions {
-  id: string;
-  model: string;
-  created: number;
-  includeUsage: boolean;
-}
 
 export interface GeminiStreamTranslator {
   push(ev: SseEvent): ChatCompletionChunk[];

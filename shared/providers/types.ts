@@ -47,4 +47,12 @@ export class ProviderError extends Error {
   }
 }
 
+/** What an incremental stream translator needs to stamp on the OpenAI chunks it emits. */
+export interface StreamOptions {
+  id: string;
+  model: string;
+  created: number;
+  includeUsage: boolean;
+}
+
 export type { ChatRequest };
