@@ -140,3 +140,16 @@ describe('alert policies', () => {
     expect(rows.map((r) => r.type)).toEqual(['error_rate', 'internal_rate_limited', 'latency']);
   });
 });
+
+describe('alert policies from live traffic', () => {
+  it('a limiter refusal is counted in the 5-minute counters the alert policies read', async () => {
+    const { deployment, keys } = await createDeployment({ type: 'internal', rateLimits: { requestsPerMinute: 1 } });
+    const s = new Date().getUTCSeconds();
+    if (s >= 50) await new Promise((r) => setTimeout(r, (61 - s) * 1000));
+    await chat(keys.secret);
+    expect((await chat(keys.secret)).status).toBe(429);
+    await settled();
+    const bucket = Math.floor(Date.now() / 300_000);
+    expect(await redis.hget(`${stack.keyPrefix}:mt:${deployment.id}:${bucket}`, 'r429')).toBe('1');
+  });
+});

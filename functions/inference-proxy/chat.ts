@@ -242,7 +242,13 @@ export const chatRoutes = new Hono<AppEnv>().post('/v1/chat/completions', async 
     }
   } else if (!decision.allowed) {
     const budgets = deployment.budgets as { onBudgetExhausted?: string };
-    if (!(decision.budget && budgets.onBudgetExhausted === 'downgrade')) throw refusal(decision, now);
+    if (!(decision.budget && budgets.onBudgetExhausted === 'downgrade')) {
+      // Refusals count too: the alert policies watch 429s (any on an internal deployment, spikes).
+      const p = redis.pipeline();
+      countCall(p, keys, deployment.id, now, { status: decision.budget ? 402 : 429, latencyMs: performance.now() - t0, error: false });
+      waitUntil(c, p.exec().catch(() => undefined));
+      throw refusal(decision, now);
+    }
     // Seed 004: "402: block or downgrade based on tier": serve on the cheapest tier instead.
     prep = prepare(input, deployment, caller, keys, now, { downgrade: true, env: c.env as unknown as Record<string, unknown> });
     decision = (await reserve(redis, prep.checks, now, 'reserve')).decision;
