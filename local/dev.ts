@@ -20,7 +20,9 @@ const stack = await startStack({
   adminKey: env.ADMIN_API_KEY || DEFAULT_ADMIN_KEY,
   crons: true,
   bindings: Object.fromEntries(
-    ['OPENAI_API_KEY', 'ANTHROPIC_API_KEY', 'GEMINI_API_KEY'].filter((k) => env[k]).map((k) => [k, env[k]!]),
+    Object.keys(env)
+      .filter((k) => /^[A-Z0-9_]+_API_KEY$|^[A-Z0-9_]+_BASE_URL$|^DISABLE_PROVIDER_|^FEATURE_FLAG_|^(INFERENCE_ENABLED|MAX_REQUEST_BYTES|MOCK_LATENCY_MS|MOCK_CHUNK_DELAY_MS|COST_ALERT_THRESHOLD|USAGE_RETENTION_DAYS)$|^PROVIDER_|^BREAKER_/.test(k) && env[k])
+      .map((k) => [k, env[k]!]),
   ),
 }).catch((err: Error) => {
   console.error(`inference-edge: could not start the local stack: ${err.message}`);
