@@ -37,6 +37,14 @@ describe('feature admin API', () => {
     expect(smart).toBeGreaterThan(2);
     expect(smart).toBeLessThan(18);
     for (const [u, reason] of [...reasons].slice(0, 5)) expect((await chat(keys.secret, { user: u })).headers.get('x-inference-edge-route-reason')).toBe(reason);
+    // Every evaluation is counted for feature_flag_usage_total{flag,variant,enabled}.
+    await new Promise((r) => setTimeout(r, 300));
+    const { Redis } = await import('ioredis');
+    const redis = new Redis(stack.redisUrl);
+    const counts = await redis.hgetall(`${stack.keyPrefix}:flag-usage:${deployment.id}`);
+    redis.disconnect();
+    expect(Number(counts['smartRouting||true'] ?? 0) + Number(counts['smartRouting||false'] ?? 0)).toBe(25);
+    expect(Number(counts['smartRouting||true'])).toBe(smart + [...reasons].slice(0, 5).filter(([, r]) => r.startsWith('smart:')).length);
   });
 
   it('refuses a malformed flag, naming the field', async () => {

@@ -321,6 +321,8 @@ export const chatRoutes = new Hono<AppEnv>().post('/v1/chat/completions', async 
       settleInto(p, reserved, actual);
       bufferUsage(p, keys, event);
       countCall(p, keys, deployment.id, now, { status: record.status, latencyMs: record.latencyMs, error: record.status >= 500 });
+      // feature_flag_usage_total{flag,variant,enabled}: the built-in flags as evaluated for this call.
+      for (const [flag, on] of Object.entries(prep.flags)) p.hincrby(keys.flagUsage(deployment.id), `${flag}||${on}`, 1);
       if (record.empty) {
         const day = new Date(now).toISOString().slice(0, 10);
         p.incr(keys.dailyCounter('empty_completions', deployment.id, day));
