@@ -141,6 +141,36 @@ describe('alert policies', () => {
   });
 });
 
+describe('alert policies: spikes and long-open breakers', () => {
+  const evaluate = () => fetch(fn('track-deployment-usage', '/alerts/evaluate'), { method: 'POST', headers: admin }).then((r) => r.json());
+
+  it('a 429 spike over 5× the previous hour raises rate_limit_spike', async () => {
+    const db = await sql();
+    const { deployment } = await createDeployment({ type: 'public' });
+    const bucket = Math.floor(Date.now() / 300_000) - 1;
+    await redis.hset(`${stack.keyPrefix}:mt:${deployment.id}:${bucket}`, { requests: 40, errors: 0, r429: 12, latency_ms: 40 * 100 });
+    await redis.hset(`${stack.keyPrefix}:mt:${deployment.id}:${bucket - 1}`, { requests: 40, r429: 1, latency_ms: 4000 });
+    await redis.sadd(`${stack.keyPrefix}:mt-active:${bucket}`, deployment.id);
+    await evaluate();
+    const { rows } = await db.query('select type from alerts where deployment_id = $1', [deployment.id]);
+    expect(rows.map((r) => r.type)).toEqual(['rate_limit_spike']);
+  });
+
+  it('a breaker open for more than 5 minutes raises breaker_open once', async () => {
+    const db = await sql();
+    const id = `groq:long-open-${Date.now()}`;
+    const state = `${stack.keyPrefix}:br:${id}`;
+    await redis.set(state, `open:${Date.now() + 60_000}`);
+    await redis.set(`${state}:since`, String(Date.now() - 6 * 60_000));
+    await redis.sadd(`${stack.keyPrefix}:br-index`, id);
+    await evaluate();
+    await evaluate();
+    const { rows } = await db.query(`select type, severity from alerts where deployment_id is null and data ->> 'breaker' = $1`, [id]);
+    expect(rows).toEqual([{ type: 'breaker_open', severity: 'critical' }]);
+    await redis.del(state, `${state}:since`);
+  });
+});
+
 describe('alert policies from live traffic', () => {
   it('a limiter refusal is counted in the 5-minute counters the alert policies read', async () => {
     const { deployment, keys } = await createDeployment({ type: 'internal', rateLimits: { requestsPerMinute: 1 } });
