@@ -68,6 +68,11 @@ describe('exactness across two Miniflare instances', () => {
       bindings: fakeProviderBindings(stack.fakeProvidersUrl),
     });
     const { keys } = await createDeployment({ type: 'internal', rateLimits: { requestsPerMinute: 20 } });
+    // Warm each instance's key cache (GET /v1/models takes nothing from the limits), so all 64 calls
+    // race on the limiter and none waits on Postgres.
+    for (const base of [stack.url, second.url]) {
+      expect((await fetch(`${base}/functions/v1/inference-proxy/v1/models`, { headers: { authorization: `Bearer ${keys.secret}` } })).status).toBe(200);
+    }
     await awayFromMinuteBoundary();
     const results = await Promise.all(Array.from({ length: 64 }, (_, i) => chat(keys.secret, {}, i % 2 ? second!.url : stack.url)));
     expect(results.filter((r) => r.status === 200)).toHaveLength(20);
