@@ -3,12 +3,12 @@ import { Hono, type Context } from 'hono';
 import type { AppEnv } from '../../shared/context';
 import { loadConfig } from '../../shared/env';
 import { ApiError } from '../../shared/errors';
-import { checkBudgetWarnings } from '../../shared/alerts';
 import { Breakers, breakerId } from '../../shared/breaker';
 import { authenticate } from '../../shared/key-auth';
 import { assertInferenceEnabled } from '../../shared/kill-switch';
-import { emergencyAllow, hashId, limitHeaders, reserve, settle, settleInto, type LimitDecision } from '../../shared/limiter';
-import { bufferUsage, countCall, type UsageEvent } from '../../shared/usage';
+import { emergencyAllow, hashId, limitHeaders, reserve, settle, type LimitDecision } from '../../shared/limiter';
+import { countCall } from '../../shared/usage';
+import { afterResponse, type AfterResponse, type UsageRecord } from './after';
 import { log } from '../../shared/log';
 import type { ChatCompletion, ChatRequest, Usage } from '../../shared/openai-types';
 import { ProviderError } from '../../shared/providers/types';
@@ -19,31 +19,6 @@ import { parseJson } from '../../shared/validate';
 import { completionAsChunks, dispatch, replay, resolvePolicy, type Answer, type Candidate, type DispatchContext, type DispatchPolicy, type DispatchResult } from './dispatch';
 import { prepare, type Caller, type Prepared } from './prepare';
 import { chatRequestSchema, normalizeRequest } from './request';
-
-/** What one proxied call did: the usage record (metadata only, never content). */
-export interface UsageRecord {
-  requestId: string;
-  deploymentId: string;
-  model: string | null;
-  provider: string | null;
-  routeReason: string;
-  tokensIn: number;
-  tokensOut: number;
-  costUsd: number;
-  latencyMs: number;
-  ttfbMs: number | null;
-  status: number;
-  errorCategory: string | null;
-  fallbacks: number;
-  retries: number;
-  downgradedTo: string | null;
-  truncated: boolean;
-  stream: boolean;
-  stalled: boolean;
-  empty: boolean;
-  piiRedactions: number;
-  urlsRemoved: number;
-}
 
 const validators = new Map<string, Validator>();
 /** A json_schema answer that does not parse or validate is retried once (seed 001 "JSON retry"). */
@@ -300,45 +275,13 @@ export const chatRoutes = new Hono<AppEnv>().post('/v1/chat/completions', async 
     piiRedactions,
     urlsRemoved,
   };
-  const reserved = decision?.reserved ?? [];
-  const feature = c.req.header('x-inference-edge-feature') ?? req.metadata?.feature ?? null;
-  // All post-response work in one pipeline (one round trip, after the client has its answer):
-  // settle the reservation, buffer the usage event, count the call for alert policies.
+  const after: AfterResponse = {
+    config, redis, keys, deployment, caller, now, decision, flags: prep.flags,
+    feature: c.req.header('x-inference-edge-feature') ?? req.metadata?.feature ?? null,
+  };
   const finish = () => {
     waitUntil(c, Promise.allSettled(ctx.background));
-    const served = record.status < 400 || record.tokensOut > 0;
-    const actual = served ? { tokens: record.tokensIn + record.tokensOut, costUsd: record.costUsd } : null;
-    const event: UsageEvent = {
-      request_id: record.requestId, created_at: new Date(now).toISOString(), deployment_id: deployment.id,
-      user_hash: caller.userKey ?? null, session_id: caller.sessionId ?? null, feature, model: record.model, provider: record.provider,
-      route_reason: record.routeReason, tokens_in: record.tokensIn, tokens_out: record.tokensOut, cost_usd: record.costUsd,
-      latency_ms: record.latencyMs, ttfb_ms: record.ttfbMs, status: record.status, error_category: record.errorCategory,
-      fallbacks: record.fallbacks, retries: record.retries, downgraded_to: record.downgradedTo, truncated: record.truncated,
-      stream: record.stream, stalled: record.stalled, empty: record.empty,
-    };
-    waitUntil(c, (async () => {
-      const p = redis.pipeline();
-      settleInto(p, reserved, actual);
-      bufferUsage(p, keys, event);
-      countCall(p, keys, deployment.id, now, { status: record.status, latencyMs: record.latencyMs, error: record.status >= 500 });
-      // feature_flag_usage_total{flag,variant,enabled}: the built-in flags as evaluated for this call.
-      for (const [flag, on] of Object.entries(prep.flags)) p.hincrby(keys.flagUsage(deployment.id), `${flag}||${on}`, 1);
-      if (record.empty) {
-        const day = new Date(now).toISOString().slice(0, 10);
-        p.incr(keys.dailyCounter('empty_completions', deployment.id, day));
-        p.expire(keys.dailyCounter('empty_completions', deployment.id, day), 8 * 86_400);
-      }
-      await p.exec();
-      if (actual && decision) {
-        const delta = (r: { name: string; amount: number; measure: string }) =>
-          r.measure === 'tokens' ? actual.tokens - r.amount : r.measure === 'cost' ? Math.ceil(actual.costUsd * 1_000_000) - r.amount : 0;
-        const windows = decision.windows.map((w) => {
-          const r = reserved.find((x) => x.name === w.name);
-          return r ? { ...w, used: w.used + delta(r) } : w;
-        });
-        await checkBudgetWarnings(config, redis, keys, deployment, windows, Date.now());
-      }
-    })().catch((err: Error) => log('warn', 'post_response.failed', { requestId: record.requestId, error: err.message })));
+    waitUntil(c, afterResponse(after, record).catch((err: Error) => log('warn', 'post_response.failed', { requestId: record.requestId, error: err.message })));
     log('info', 'usage', { ...record });
   };
 
