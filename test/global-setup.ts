@@ -70,7 +70,7 @@ export async function teardown() {
     const redis = new Redis(stack.redisUrl);
     let cursor = '0';
     do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${stack.keyPrefix}:*`, 'COUNT', 500);
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${stack.keyPrefix}*`, 'COUNT', 500); // the run's prefix and the ones derived from it
       cursor = next;
       if (keys.length) await redis.del(...keys);
     } while (cursor !== '0');
