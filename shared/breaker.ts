@@ -170,8 +170,3 @@ export class Breakers {
     });
   }
 }
-
-/** Test hook: forget this isolate's local breakers. */
-export function resetLocalBreakers() {
-  local.clear();
-}

@@ -65,9 +65,6 @@ export interface EvalOptions {
   now?: () => number;
 }
 
-/** Cohorts in rollout order: a user in an earlier cohort also gets what later ones get. */
-export const COHORT_ORDER = ['internal', 'qa', 'ga'] as const;
-
 // --- murmurhash3_x86_32 over UTF-8 bytes (what Unleash's clients use) --------------------------
 export function murmur3(key: string, seed = 0): number {
   const data = new TextEncoder().encode(key);

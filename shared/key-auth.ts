@@ -45,11 +45,6 @@ function remember(hash: string, entry: CachedKey) {
   isolateCache.set(hash, entry);
 }
 
-/** Test hook: forget everything this isolate cached. */
-export function clearKeyCache() {
-  isolateCache.clear();
-}
-
 /**
  * Publishes a deployment's config version to Redis (never moving it back). Every isolate compares
  * its cached version with this one on each request, so a change is seen on the next request.

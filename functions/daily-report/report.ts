@@ -67,9 +67,10 @@ export async function generateReport(config: Config, env: Bindings, date: string
       message: `Daily cost exceeded $${global}: $${summary.totals.totalCost.toFixed(2)} on ${date}.`, data: { totalCost: summary.totals.totalCost, threshold: global },
     });
   }
-  const briefs = await rpc<{ id: string; name: string; monitoring: { alertThresholds?: { dailyCostUsd?: number } } }[]>(config, 'get_deployments_brief', {
-    p_ids: summary.deployments.filter((d) => d.costEstimate > 0).map((d) => d.deploymentId),
-  });
+  const spending = summary.deployments.filter((d) => d.costEstimate > 0).map((d) => d.deploymentId);
+  const briefs = spending.length
+    ? await rpc<{ id: string; name: string; monitoring: { alertThresholds?: { dailyCostUsd?: number } } }[]>(config, 'get_deployments_brief', { p_ids: spending })
+    : [];
   for (const b of briefs) {
     const limit = b.monitoring.alertThresholds?.dailyCostUsd;
     const cost = summary.deployments.find((d) => d.deploymentId === b.id)?.costEstimate ?? 0;

@@ -8,6 +8,8 @@ import { loadConfig, type Config } from '../../shared/env';
 import { ApiError } from '../../shared/errors';
 import { evaluateAll, evaluateFlag, PRESETS, type FlagContext, type FlagResult } from '../../shared/flags';
 import { authenticate, publishConfigVersion } from '../../shared/key-auth';
+import { envSwitchOff, globalSwitchOff } from '../../shared/kill-switch';
+import { hashId } from '../../shared/limiter';
 import { log } from '../../shared/log';
 import { redisClient, redisKeys } from '../../shared/redis';
 import { parseJson, parseParam } from '../../shared/validate';
@@ -56,9 +58,9 @@ function countUsage(c: Context<AppEnv>, deploymentId: string, results: Record<st
 }
 
 const isKillSwitchOn = async (c: Context<AppEnv>) => {
+  if (envSwitchOff(c.env)) return true;
   const config = loadConfig(c.env);
-  if (String(c.env.INFERENCE_ENABLED ?? '').toLowerCase() === 'false') return true;
-  return (await redisClient(config).get<string>(redisKeys(config.REDIS_KEY_PREFIX).globalKillSwitch()).catch(() => null)) === 'off';
+  return globalSwitchOff(c.env, await redisClient(config).get<string>(redisKeys(config.REDIS_KEY_PREFIX).globalKillSwitch()).catch(() => null));
 };
 
 /** Admin routes (behind adminAuth): the features of one deployment. */
@@ -177,12 +179,7 @@ export const ofrepRoutes = new Hono<AppEnv>()
     return c.json({ flags: Object.entries(results).map(([k, r]) => ofrepValue(k, r)) });
   });
 
-function hashContext(ctx: FlagContext): string {
-  const s = JSON.stringify([ctx.userId ?? '', ctx.sessionId ?? '', Object.entries(ctx.properties ?? {}).sort()]);
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return (h >>> 0).toString(36);
-}
+const hashContext = (ctx: FlagContext) => hashId(JSON.stringify([ctx.userId ?? '', ctx.sessionId ?? '', Object.entries(ctx.properties ?? {}).sort()]));
 
 /**
  * Seed 003's API, scoped to the deployment of the secret key that calls it (reads), or named by

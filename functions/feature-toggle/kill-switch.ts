@@ -3,6 +3,7 @@ import * as z from 'zod/mini';
 import type { AppEnv } from '../../shared/context';
 import { rpc } from '../../shared/db';
 import { loadConfig } from '../../shared/env';
+import { envSwitchOff, globalSwitchOff } from '../../shared/kill-switch';
 import { redisClient, redisKeys } from '../../shared/redis';
 import { parseJson } from '../../shared/validate';
 
@@ -19,8 +20,7 @@ export const killSwitchRoutes = new Hono<AppEnv>()
   .get('/kill-switch', async (c) => {
     const config = loadConfig(c.env);
     const value = await redisClient(config).get<string>(redisKeys(config.REDIS_KEY_PREFIX).globalKillSwitch());
-    const envOff = String(c.env.INFERENCE_ENABLED ?? '').toLowerCase() === 'false';
-    return c.json({ enabled: value !== 'off' && !envOff, redis: value === 'off' ? 'off' : 'on', env: envOff ? 'off' : 'on' });
+    return c.json({ enabled: !globalSwitchOff(c.env, value), redis: value === 'off' ? 'off' : 'on', env: envSwitchOff(c.env) ? 'off' : 'on' });
   })
   .post('/kill-switch', async (c) => {
     const config = loadConfig(c.env);

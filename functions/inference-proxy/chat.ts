@@ -244,7 +244,7 @@ export const chatRoutes = new Hono<AppEnv>().post('/v1/chat/completions', async 
     env: c.env,
     requestId: c.get('requestId'),
     mock: { latencyMs: Number(c.env.MOCK_LATENCY_MS ?? 0) || 0, chunkDelayMs: Number(c.env.MOCK_CHUNK_DELAY_MS ?? 0) || 0 },
-    breakers: new Breakers(redisClient(config), keys),
+    breakers: new Breakers(redis, keys),
     breakerReads: new Map(allTargets(routing).map((t) => {
       const id = breakerId(t.provider, t.model);
       return [id, reads.get(keys.breaker(id)) ?? null];
