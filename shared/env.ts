@@ -8,6 +8,8 @@ export interface Bindings {
   UPSTASH_REDIS_REST_TOKEN?: string;
   ADMIN_API_KEY?: string;
   DATABASE_WEBHOOK_SECRET?: string;
+  /** Bearer token Prometheus scrapes GET /metrics with (the admin key works too). */
+  METRICS_API_KEY?: string;
   REDIS_KEY_PREFIX?: string;
   /** `false` switches inference off everywhere (the global kill switch, seed 000 `inference.enabled`). */
   INFERENCE_ENABLED?: string;
@@ -39,6 +41,7 @@ const configSchema = z.object({
   UPSTASH_REDIS_REST_TOKEN: z.string().check(z.minLength(1)),
   ADMIN_API_KEY: z.string().check(z.minLength(16, 'must be at least 16 characters')),
   DATABASE_WEBHOOK_SECRET: z.optional(z.string().check(z.minLength(16, 'must be at least 16 characters'))),
+  METRICS_API_KEY: z.optional(z.string().check(z.minLength(16, 'must be at least 16 characters'))),
   REDIS_KEY_PREFIX: z._default(z.string().check(z.regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, "_", "." or "-" (at most 64)')), 'ie'),
 });
 

@@ -50,6 +50,10 @@ export function redisKeys(prefix: string) {
     activeDeployments: (bucket: number) => `${prefix}:mt-active:${bucket}`,
     /** feature_flag_usage_total: a hash of "<flag>|<variant>|<enabled>" → count, per deployment. */
     flagUsage: (deploymentId: string) => `${prefix}:flag-usage:${deploymentId}`,
+    /** Prometheus totals of one deployment: a hash of "<kind>|<labels>" → count (shared/metrics.ts). */
+    totals: (deploymentId: string) => `${prefix}:tot:${deploymentId}`,
+    /** Deployments that have totals or flag usage, for GET /metrics. */
+    metricsIndex: () => `${prefix}:tot-index`,
     /** A daily counter of one deployment, e.g. empty completions. */
     dailyCounter: (name: string, deploymentId: string, day: string) => `${prefix}:count:${name}:${deploymentId}:${day}`,
   };

@@ -6,6 +6,8 @@ import { startStack, type Stack } from '../local/stack';
 export interface StackInfo {
   url: string;
   adminKey: string;
+  /** METRICS_API_KEY of every function: the read-only token of GET /metrics. */
+  metricsKey: string;
   databaseUrl: string;
   databaseMode: 'external' | 'embedded';
   redisUrl: string;
@@ -37,6 +39,7 @@ let stack: Stack | undefined;
 export async function setup(project: TestProject) {
   const keyPrefix = `ie_test_${randomBytes(4).toString('hex')}`;
   const databaseUrl = process.env.DATABASE_URL || undefined;
+  const metricsKey = `test-metrics-${randomBytes(12).toString('hex')}`;
   stack = await startStack({
     port: 0,
     databaseUrl,
@@ -46,11 +49,13 @@ export async function setup(project: TestProject) {
     adminKey: `test-admin-${randomBytes(12).toString('hex')}`,
     quiet: !process.env.STACK_LOGS,
     providersToFakes: true,
+    bindings: { METRICS_API_KEY: metricsKey },
   });
   console.log(`test stack: ${stack.url} postgres=${stack.databaseMode} redis=${process.env.REDIS_URL ? 'REDIS_URL' : 'private'} prefix=${keyPrefix}`);
   project.provide('stack', {
     url: stack.url,
     adminKey: stack.adminKey,
+    metricsKey,
     databaseUrl: stack.databaseUrl,
     databaseMode: stack.databaseMode,
     redisUrl: stack.redisUrl,

@@ -51,8 +51,10 @@ async function changeFeatures(c: Context<AppEnv>, id: string, features: Record<s
 /** Counts evaluations for `feature_flag_usage_total{flag,variant,enabled}` (cluster-wide, in Redis). */
 function countUsage(c: Context<AppEnv>, deploymentId: string, results: Record<string, FlagResult>) {
   const config = loadConfig(c.env);
-  const key = redisKeys(config.REDIS_KEY_PREFIX).flagUsage(deploymentId);
+  const keys = redisKeys(config.REDIS_KEY_PREFIX);
+  const key = keys.flagUsage(deploymentId);
   const p = redisClient(config).pipeline();
+  p.sadd(keys.metricsIndex(), deploymentId);
   for (const [flag, r] of Object.entries(results)) p.hincrby(key, `${flag}|${r.variant ?? ''}|${r.enabled}`, 1);
   c.executionCtx.waitUntil(p.exec().catch(() => undefined));
 }

@@ -7,6 +7,7 @@ import { clientRoutes } from './client';
 import { deploymentRoutes } from './deployments';
 import { featureAdminRoutes, ofrepRoutes, seed003Routes } from './features';
 import { killSwitchRoutes } from './kill-switch';
+import { metricsRoutes } from './metrics';
 import { webhookRoutes } from './webhooks';
 
 const app = createFunctionApp('feature-toggle');
@@ -33,5 +34,6 @@ app.route('/', killSwitchRoutes);
 app.route('/', featureAdminRoutes);
 app.route('/', ofrepRoutes);
 app.route('/', seed003Routes);
+app.route('/', metricsRoutes);
 
 export default { fetch: app.fetch };

@@ -3,6 +3,7 @@ import { checkBudgetWarnings } from '../../shared/alerts';
 import type { Deployment } from '../../shared/deployment';
 import type { Config } from '../../shared/env';
 import { MICRO, settleInto, type LimitCheck, type LimitDecision } from '../../shared/limiter';
+import { countTotals } from '../../shared/metrics';
 import type { RedisKeys } from '../../shared/redis';
 import { bufferUsage, countCall, type UsageEvent } from '../../shared/usage';
 import type { Caller } from './prepare';
@@ -59,7 +60,8 @@ export function usageEvent(a: AfterResponse, r: UsageRecord): UsageEvent {
 /**
  * Everything after the answer, in one Redis pipeline (one round trip, off the client's time): settle
  * the limiter's reservation with real usage (or release it when nothing was served), buffer the
- * usage event, count the call for the alert policies and the flags for feature_flag_usage_total.
+ * usage event, count the call for the alert policies and for /metrics, and the flags for
+ * feature_flag_usage_total.
  * Then budget warnings, with the windows as settled.
  */
 export async function afterResponse(a: AfterResponse, record: UsageRecord): Promise<void> {
@@ -71,6 +73,7 @@ export async function afterResponse(a: AfterResponse, record: UsageRecord): Prom
   settleInto(p, reserved, actual);
   bufferUsage(p, keys, usageEvent(a, record));
   countCall(p, keys, deployment.id, now, { status: record.status, latencyMs: record.latencyMs, error: record.status >= 500 });
+  countTotals(p, keys, deployment.id, record);
   for (const [flag, on] of Object.entries(a.flags)) p.hincrby(keys.flagUsage(deployment.id), `${flag}||${on}`, 1);
   if (record.empty) {
     const key = keys.dailyCounter('empty_completions', deployment.id, new Date(now).toISOString().slice(0, 10));

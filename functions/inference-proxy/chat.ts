@@ -8,6 +8,7 @@ import { authenticate } from '../../shared/key-auth';
 import { assertInferenceEnabled } from '../../shared/kill-switch';
 import { emergencyAllow, hashId, limitHeaders, reserve, settle, type LimitDecision } from '../../shared/limiter';
 import { countCall } from '../../shared/usage';
+import { countTotals } from '../../shared/metrics';
 import { afterResponse, type AfterResponse, type UsageRecord } from './after';
 import { log } from '../../shared/log';
 import type { ChatCompletion, ChatRequest, Usage } from '../../shared/openai-types';
@@ -220,7 +221,10 @@ export const chatRoutes = new Hono<AppEnv>().post('/v1/chat/completions', async 
     if (!(decision.budget && budgets.onBudgetExhausted === 'downgrade')) {
       // Refusals count too: the alert policies watch 429s (any on an internal deployment, spikes).
       const p = redis.pipeline();
-      countCall(p, keys, deployment.id, now, { status: decision.budget ? 402 : 429, latencyMs: performance.now() - t0, error: false });
+      const status = decision.budget ? 402 : 429;
+      const latencyMs = performance.now() - t0;
+      countCall(p, keys, deployment.id, now, { status, latencyMs, error: false });
+      countTotals(p, keys, deployment.id, { status, latencyMs, provider: null, model: null, tokensIn: 0, tokensOut: 0, costUsd: 0, fallbacks: 0, stalled: false, empty: false });
       waitUntil(c, p.exec().catch(() => undefined));
       throw refusal(decision, now);
     }
