@@ -23,6 +23,7 @@ export async function buildFunctions(outDir = `${ROOT}/.local/build`): Promise<R
         conditions: ['workerd', 'worker', 'browser'],
         mainFields: ['browser', 'module', 'main'],
         external: ['node:*', 'cloudflare:*'],
+        loader: { '.html': 'text' }, // as wrangler's default Text rule does
         sourcemap: 'linked',
         logLevel: 'warning',
       });

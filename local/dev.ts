@@ -44,6 +44,8 @@ const lines = [
   `  OpenAI format     ${stack.fakeProviders.baseUrl('openai')}`,
   `  Anthropic format  ${stack.fakeProviders.baseUrl('anthropic')}`,
   '',
+  `Dashboard: ${ft}/dashboard  (sign in with the admin key)`,
+  `Metrics:   ${ft}/metrics    (Authorization: Bearer <admin key>)`,
   `Admin key: ${stack.adminKey}${env.ADMIN_API_KEY ? ' (from ADMIN_API_KEY)' : ' (local default; set ADMIN_API_KEY to choose one)'}`,
   'Demo keys (sandbox, local only, from supabase/seed.sql):',
   '  Demo public chat widget  pk_test_demoPublicWidget0000000000000000  sk_test_demoPublicWidget0000000000000000',

@@ -16,6 +16,13 @@ import { parseJson, parseParam } from '../../shared/validate';
 
 const uuid = z.uuid({ message: 'must be a UUID' });
 const auditId = z.coerce.number().check(z.int(), z.positive());
+const contextValue = z.string().check(z.maxLength(256));
+const evaluateBody = z.strictObject({
+  userId: z.optional(contextValue),
+  sessionId: z.optional(contextValue),
+  properties: z.optional(z.record(z.string().check(z.regex(/^[A-Za-z][\w.-]{0,63}$/, 'property names are letters, digits, "_", "." or "-"')), contextValue)),
+  currentTime: z.optional(z.iso.datetime()),
+});
 
 /**
  * Seed 004 §10.6: every flag change is also broadcast on Supabase Realtime (`deployment-updates`,
@@ -78,6 +85,17 @@ export const featureAdminRoutes = new Hono<AppEnv>()
     const value = await parseJson(c, flagValueSchema);
     const d = await changeFeatures(c, id, { [flag]: value }, 'feature.updated');
     return c.json({ deploymentId: id, flag, value: d.features[flag], configVersion: d.configVersion });
+  })
+  /**
+   * What a caller with this context gets, flag by flag, by the very evaluation the proxy and OFREP
+   * run (the dashboard's preview). Not counted as flag usage: nobody was served.
+   */
+  .post('/deployments/:id/evaluate', async (c) => {
+    const id = parseParam(uuid, c.req.param('id'), 'id');
+    const ctx = await parseJson(c, evaluateBody);
+    const d = await rpc<Deployment>(loadConfig(c.env), 'get_deployment', { p_id: id });
+    const results = evaluateAll(d.features, ctx, { killSwitch: await isKillSwitchOn(c), env: c.env as unknown as Record<string, unknown> });
+    return c.json({ deploymentId: id, context: ctx, flags: results });
   })
   .post('/deployments/:id/presets/:preset', async (c) => {
     const id = parseParam(uuid, c.req.param('id'), 'id');

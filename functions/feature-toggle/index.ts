@@ -4,6 +4,7 @@ import { adminAuth } from '../../shared/admin-auth';
 import { createFunctionApp } from '../../shared/app';
 import { ApiError } from '../../shared/errors';
 import { clientRoutes } from './client';
+import { dashboardRoutes } from './dashboard';
 import { deploymentRoutes } from './deployments';
 import { featureAdminRoutes, ofrepRoutes, seed003Routes } from './features';
 import { killSwitchRoutes } from './kill-switch';
@@ -35,5 +36,6 @@ app.route('/', featureAdminRoutes);
 app.route('/', ofrepRoutes);
 app.route('/', seed003Routes);
 app.route('/', metricsRoutes);
+app.route('/', dashboardRoutes);
 
 export default { fetch: app.fetch };
