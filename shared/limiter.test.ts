@@ -40,6 +40,45 @@ describe('calendar windows', () => {
   });
 });
 
+describe('calendar windows against an independent oracle (the per-isolate cache must not change any answer)', () => {
+  /** The local date at an instant, straight from Intl. */
+  const localDate = (ms: number, timeZone: string) => new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date(ms));
+  /** The first instant (to the second) after `ms` whose local date differs: the next local midnight. */
+  const nextDayStart = (ms: number, timeZone: string) => {
+    const today = localDate(ms, timeZone);
+    let lo = Math.floor(ms / 1000) * 1000;
+    let hi = lo + 1000;
+    while (localDate(hi, timeZone) === today) hi += 6 * 3_600_000;
+    while (hi - lo > 1000) {
+      const mid = Math.floor((lo + hi) / 2000) * 1000;
+      if (localDate(mid, timeZone) === today) lo = mid;
+      else hi = mid;
+    }
+    return hi;
+  };
+
+  it('agrees at every instant of a sweep across DST changes, in time order and shuffled', () => {
+    // Zones with 23- and 25-hour days, one that springs forward at midnight (Santiago), a half-hour
+    // offset (Adelaide), and a zone west of UTC near the date line.
+    const zones = ['UTC', 'Europe/Berlin', 'America/New_York', 'America/Santiago', 'Australia/Adelaide', 'Pacific/Pago_Pago'];
+    const starts = ['2026-03-06T00:00:00Z', '2026-04-03T00:00:00Z', '2026-09-04T00:00:00Z', '2026-10-23T00:00:00Z'];
+    const instants: number[] = [];
+    for (const s of starts) for (let t = at(s); t < at(s) + 4 * 86_400_000; t += 37 * 60_000 + 13_000) instants.push(t);
+    let seed = 7;
+    const shuffled = [...instants].sort(() => ((seed = (seed * 16807) % 2147483647) % 3) - 1);
+    for (const order of [instants, shuffled]) {
+      for (const tz of zones) {
+        for (const t of order) {
+          const w = windowsAt(t, tz);
+          expect(w.day.id, `${tz} ${iso(t)}`).toBe(`d${localDate(t, tz)}`);
+          expect(w.day.resetAt, `${tz} ${iso(t)}`).toBe(nextDayStart(t, tz));
+          expect(w.month.id).toBe(`M${localDate(t, tz).slice(0, 7)}`);
+        }
+      }
+    }
+  });
+});
+
 describe('limits', () => {
   it('takes seed 004 defaults by type; hybrid by the caller\'s role', () => {
     expect(effectiveLimits(deployment()).requestsPerMinute).toBe(10);

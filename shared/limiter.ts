@@ -108,12 +108,21 @@ function zonedParts(epochMs: number, timeZone: string): Parts & { offsetMs: numb
   return { y: p.year!, m: p.month!, d: p.day!, offsetMs: asUtc - Math.floor(epochMs / 1000) * 1000 };
 }
 
-/** The epoch of a local wall-clock midnight in `timeZone` (exact across DST changes). */
+/**
+ * The first instant of local date y-m-d in `timeZone`: its wall-clock midnight, exact across DST
+ * changes. Where midnight is skipped (a zone that springs forward at 00:00) the day starts at the
+ * transition; where it is repeated, at the first instant that reads the new date.
+ */
 function localMidnight(y: number, m: number, d: number, timeZone: string): number {
   const guess = Date.UTC(y, m - 1, d);
-  let t = guess - zonedParts(guess, timeZone).offsetMs;
-  t = guess - zonedParts(t, timeZone).offsetMs;
-  return t;
+  const a = guess - zonedParts(guess, timeZone).offsetMs;
+  const b = guess - zonedParts(a, timeZone).offsetMs;
+  const isTheDay = (t: number) => {
+    const p = zonedParts(t, timeZone);
+    return p.y === y && p.m === m && p.d === d;
+  };
+  const valid = [a, b].filter(isTheDay);
+  return valid.length ? Math.min(...valid) : Math.max(a, b);
 }
 
 export interface WindowInfo {
@@ -121,19 +130,50 @@ export interface WindowInfo {
   resetAt: number;
 }
 
+/** Day and month windows of one time zone, valid for every instant in [from, until): one local day. */
+interface CalendarWindows {
+  from: number;
+  until: number;
+  day: WindowInfo;
+  month: WindowInfo;
+}
+const calendarCache = new Map<string, CalendarWindows>();
+const pad2 = (n: number) => String(n).padStart(2, '0');
+
+/**
+ * The day and month windows at `now` in `timeZone`. Computing them takes five time-zone
+ * conversions (Intl, tens of microseconds), so each isolate computes them once per local day and
+ * zone and reuses them until the next local midnight. A day whose bounds do not check out (a zone
+ * that skips midnight) is simply not cached.
+ */
+function calendarWindows(now: number, timeZone: string): CalendarWindows {
+  const cached = calendarCache.get(timeZone);
+  if (cached && now >= cached.from && now < cached.until) return cached;
+  const local = zonedParts(now, timeZone);
+  const nextDay = new Date(Date.UTC(local.y, local.m - 1, local.d + 1));
+  const nextMonth = new Date(Date.UTC(local.y, local.m, 1));
+  const day = { id: `d${local.y}-${pad2(local.m)}-${pad2(local.d)}`, resetAt: localMidnight(nextDay.getUTCFullYear(), nextDay.getUTCMonth() + 1, nextDay.getUTCDate(), timeZone) };
+  const month = { id: `M${local.y}-${pad2(local.m)}`, resetAt: localMidnight(nextMonth.getUTCFullYear(), nextMonth.getUTCMonth() + 1, 1, timeZone) };
+  const from = localMidnight(local.y, local.m, local.d, timeZone);
+  const entry = { from, until: day.resetAt, day, month };
+  const sameDay = (p: Parts) => p.y === local.y && p.m === local.m && p.d === local.d;
+  if (from <= now && sameDay(zonedParts(from, timeZone)) && sameDay(zonedParts(day.resetAt - 1000, timeZone))) {
+    if (calendarCache.size > 1000) calendarCache.clear();
+    calendarCache.set(timeZone, entry);
+  }
+  return entry;
+}
+
 /** Calendar windows at `now`: minute and hour in UTC, day and month in the deployment's time zone. */
 export function windowsAt(now: number, timeZone = 'UTC'): Record<Window, WindowInfo> {
   const minute = Math.floor(now / 60_000);
   const hour = Math.floor(now / 3_600_000);
-  const local = zonedParts(now, timeZone);
-  const pad = (n: number) => String(n).padStart(2, '0');
-  const nextDay = new Date(Date.UTC(local.y, local.m - 1, local.d + 1));
-  const nextMonth = new Date(Date.UTC(local.y, local.m, 1));
+  const { day, month } = calendarWindows(now, timeZone);
   return {
     minute: { id: `m${minute}`, resetAt: (minute + 1) * 60_000 },
     hour: { id: `h${hour}`, resetAt: (hour + 1) * 3_600_000 },
-    day: { id: `d${local.y}-${pad(local.m)}-${pad(local.d)}`, resetAt: localMidnight(nextDay.getUTCFullYear(), nextDay.getUTCMonth() + 1, nextDay.getUTCDate(), timeZone) },
-    month: { id: `M${local.y}-${pad(local.m)}`, resetAt: localMidnight(nextMonth.getUTCFullYear(), nextMonth.getUTCMonth() + 1, 1, timeZone) },
+    day,
+    month,
   };
 }
 
