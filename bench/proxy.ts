@@ -1,71 +1,110 @@
 /**
- * `npm run bench`: latency and throughput of the proxy on loopback, every guard on (key auth, kill
- * switch, limiter reserve and settle, breakers, routing, token guards, usage buffer), against the
- * built-in mock provider (no provider latency), next to `GET /health` through the same Miniflare
- * router (the floor: what a bare Worker costs here). Writes bench/results/latest.json.
+ * `npm run bench`: what the proxy's guards cost, on loopback, side by side in one run.
+ *
+ *   bare pass-through   a one-line Worker under Miniflare that forwards the request to the fake
+ *                       OpenAI-format provider (ARCHITECTURE.md's reference point)
+ *   guarded proxy       inference-proxy with every guard on (key auth, kill switch, flags, limiter
+ *                       reserve and settle, breakers, routing, token guards, PII redaction, usage
+ *                       buffer, metrics), through the local stack's router, to the same fake provider
+ *   guarded, mock       the same with the built-in mock provider (no provider hop at all)
+ *   health              GET /health through the router: the floor of the local topology
+ *
+ * The load comes from a separate process (bench/load.ts), so timing never competes with the
+ * stack's own event loop. Writes bench/results/latest.json. Benchmarks are not tests: nothing here
+ * passes or fails on a number.
  *   BENCH_REQUESTS (default 2000 per run), DATABASE_URL / REDIS_URL as for npm run dev.
  */
+import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { Agent, setGlobalDispatcher } from 'undici';
+import { promisify } from 'node:util';
+import { Miniflare } from 'miniflare';
 import { ROOT } from '../local/functions';
 import { startStack } from '../local/stack';
 
-setGlobalDispatcher(new Agent({ keepAliveTimeout: 10_000, connections: 64 }));
-
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 2000);
+const run = promisify(execFile);
 
-interface Run {
-  name: string;
-  concurrency: number;
+interface Result {
   requests: number;
   rps: number;
   p50: number;
   p90: number;
   p99: number;
   errors: number;
+  headerP50?: number | null;
 }
 
-async function measure(name: string, concurrency: number, call: () => Promise<Response>): Promise<Run> {
-  for (let i = 0; i < 50; i++) await (await call()).arrayBuffer(); // warm up isolates and caches
-  const latencies: number[] = [];
-  let errors = 0;
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next++ < REQUESTS) {
-      const t = performance.now();
-      const res = await call();
-      await res.arrayBuffer();
-      latencies.push(performance.now() - t);
-      if (res.status !== 200) errors++;
-    }
-  }));
-  const seconds = (performance.now() - started) / 1000;
-  latencies.sort((a, b) => a - b);
-  const q = (p: number) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]! * 1000) / 1000;
-  return { name, concurrency, requests: latencies.length, rps: Math.round(latencies.length / seconds), p50: q(0.5), p90: q(0.9), p99: q(0.99), errors };
+async function load(job: { url: string; method: 'GET' | 'POST'; headers?: Record<string, string>; body?: string; concurrency: number; header?: string }): Promise<Result> {
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', `${ROOT}/bench/load.ts`, JSON.stringify({ headers: {}, warmup: 200, requests: REQUESTS, ...job })], { cwd: ROOT, maxBuffer: 1 << 20 });
+  return JSON.parse(stdout) as Result;
 }
 
-const stack = await startStack({ port: 0, databaseUrl: process.env.DATABASE_URL || undefined, freshDatabase: Boolean(process.env.DATABASE_URL), redisUrl: process.env.REDIS_URL || undefined, keyPrefix: `bench_${Date.now()}`, quiet: true });
+const stack = await startStack({
+  port: 0,
+  databaseUrl: process.env.DATABASE_URL || undefined,
+  freshDatabase: Boolean(process.env.DATABASE_URL),
+  redisUrl: process.env.REDIS_URL || undefined,
+  keyPrefix: `bench_${Date.now()}`,
+  quiet: true,
+  providersToFakes: true,
+});
+// The reference: a bare pass-through Worker in a Miniflare of its own, to the same fake provider.
+const bare = new Miniflare({
+  modules: true,
+  compatibilityDate: '2026-04-01',
+  bindings: { UPSTREAM: stack.fakeProviders.baseUrl('openai') },
+  script: `export default { fetch(req, env) { const u = new URL(req.url); return fetch(env.UPSTREAM + u.pathname.replace(/^\\/v1/, ''), req); } };`,
+  port: 0,
+  host: '127.0.0.1',
+});
 try {
+  const bareUrl = (await bare.ready).toString().replace(/\/$/, '');
+  const admin = { authorization: `Bearer ${stack.adminKey}`, 'content-type': 'application/json' };
+  const limits = { requestsPerMinute: 10_000_000, requestsPerHour: 10_000_000, requestsPerDay: 10_000_000, tokensPerDay: 1_000_000_000 };
+  const target = (provider: string, model: string) => ({ provider, model, priceInputPerMTok: 0.1, priceOutputPerMTok: 0.4 });
   const created = await fetch(`${stack.functionUrl('feature-toggle')}/deployments`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${stack.adminKey}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'bench', type: 'internal', rateLimits: { requestsPerMinute: 10_000_000, requestsPerHour: 10_000_000, requestsPerDay: 10_000_000, tokensPerDay: 1_000_000_000 }, features: { piiRedaction: true } }),
+    headers: admin,
+    body: JSON.stringify({
+      name: 'bench',
+      type: 'internal',
+      rateLimits: limits,
+      features: { piiRedaction: true, smartRouting: false },
+      routing: { tiers: { fake: { targets: [target('openai', 'bench-model')] }, mock: { targets: [target('mock', 'mock-flash')] } }, defaultTier: 'fake' },
+    }),
   }).then((r) => r.json() as Promise<{ keys: { secret: string } }>);
   const key = created.keys.secret;
-  const body = JSON.stringify({ model: 'flash', messages: [{ role: 'user', content: 'Say hello to jane@example.com in one sentence.' }], max_tokens: 16 });
-  const chat = () => fetch(`${stack.functionUrl('inference-proxy')}/v1/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body });
-  const health = () => fetch(`${stack.functionUrl('inference-proxy')}/health`);
-  const runs: Run[] = [];
-  for (const c of [1, 32]) {
-    runs.push(await measure('health (floor: router + Worker)', c, health));
-    runs.push(await measure('chat completion, all guards, mock provider', c, chat));
+  const chatBody = (model: string) => JSON.stringify({ model, messages: [{ role: 'user', content: 'Say hello to jane@example.com in one sentence.' }], max_tokens: 16 });
+  const proxy = `${stack.functionUrl('inference-proxy')}/v1/chat/completions`;
+  const json = { 'content-type': 'application/json' };
+
+  const cases = [
+    { name: 'health (router + Worker, no I/O)', job: { url: `${stack.functionUrl('inference-proxy')}/health`, method: 'GET' as const } },
+    { name: 'bare pass-through Worker → fake provider', job: { url: `${bareUrl}/v1/chat/completions`, method: 'POST' as const, headers: { ...json, authorization: 'Bearer fake-openai-key' }, body: chatBody('bench-model') } },
+    { name: 'guarded proxy → fake provider', job: { url: proxy, method: 'POST' as const, headers: { ...json, authorization: `Bearer ${key}` }, body: chatBody('fake'), header: 'x-inference-edge-overhead-ms' } },
+    { name: 'guarded proxy → built-in mock', job: { url: proxy, method: 'POST' as const, headers: { ...json, authorization: `Bearer ${key}` }, body: chatBody('mock'), header: 'x-inference-edge-overhead-ms' } },
+  ];
+  const runs: ({ name: string; concurrency: number } & Result)[] = [];
+  for (const concurrency of [1, 32]) {
+    for (const c of cases) {
+      const r = await load({ ...c.job, concurrency });
+      runs.push({ name: c.name, concurrency, ...r });
+      console.log(`${c.name.padEnd(42)} c=${String(concurrency).padEnd(3)} p50 ${r.p50} ms  p99 ${r.p99} ms  ${r.rps} req/s${r.errors ? `  ${r.errors} errors` : ''}${r.headerP50 != null ? `  (in-Worker overhead p50 ${r.headerP50} ms)` : ''}`);
+    }
   }
-  const result = { date: new Date().toISOString(), node: process.version, postgres: stack.databaseMode, redis: process.env.REDIS_URL ? 'REDIS_URL' : 'private', requestsPerRun: REQUESTS, runs };
+  const p50 = (name: string, c: number) => runs.find((r) => r.name === name && r.concurrency === c)!;
+  const bareRun = p50('bare pass-through Worker → fake provider', 1);
+  const guardedRun = p50('guarded proxy → fake provider', 1);
+  const summary = {
+    guardedOverBareP50Ms: Math.round((guardedRun.p50 - bareRun.p50) * 1000) / 1000,
+    guardedVsBareP50Ratio: Math.round((guardedRun.p50 / bareRun.p50) * 100) / 100,
+    guardedVsBareRpsAtC32: Math.round((p50('guarded proxy → fake provider', 32).rps / p50('bare pass-through Worker → fake provider', 32).rps) * 100) / 100,
+  };
+  const result = { date: new Date().toISOString(), node: process.version, postgres: stack.databaseMode, redis: process.env.REDIS_URL ? 'REDIS_URL' : 'private', requestsPerRun: REQUESTS, summary, runs };
   writeFileSync(`${ROOT}/bench/results/latest.json`, `${JSON.stringify(result, null, 2)}\n`);
-  console.table(runs);
-  console.log(`written to bench/results/latest.json`);
+  console.log(summary);
+  console.log('written to bench/results/latest.json');
 } finally {
+  await bare.dispose();
   await stack.stop();
 }
