@@ -9,13 +9,16 @@ export const envSwitchOff = (env: Bindings) => String(env.INFERENCE_ENABLED ?? '
 export const globalSwitchOff = (env: Bindings, redisValue: string | null | undefined) => envSwitchOff(env) || redisValue === 'off';
 
 /**
- * Throws 503 `inference_disabled` when inference is switched off: globally (INFERENCE_ENABLED=false,
- * or the Redis switch read in the auth round trip), or for this caller by the deployment's
- * `inference` flag (evaluated, so it can be rolled out by percentage or cohort like any flag).
+ * Throws 503 when inference is switched off for this call: globally (INFERENCE_ENABLED=false, or the
+ * Redis switch read in the auth round trip), for this caller by the deployment's `inference` flag,
+ * or for the application feature the call serves (`feature_disabled`, seed 000 "per-feature flags",
+ * "temporarily disable non-critical features"). Flags are evaluated, so each can be rolled out or
+ * back by percentage or cohort.
  */
-export function assertInferenceEnabled(env: Bindings, globalSwitch: string | null | undefined, deploymentInference: boolean): void {
-  const scope = globalSwitchOff(env, globalSwitch) ? 'global' : !deploymentInference ? 'deployment' : null;
+export function assertInferenceEnabled(env: Bindings, globalSwitch: string | null | undefined, deploymentInference: boolean, feature?: { name: string; enabled: boolean }): void {
+  const scope = globalSwitchOff(env, globalSwitch) ? 'global' : !deploymentInference ? 'deployment' : feature && !feature.enabled ? 'feature' : null;
   if (scope) {
-    throw new ApiError(503, 'inference_disabled', UNAVAILABLE_MESSAGE, null, { 'x-inference-edge-kill-switch': scope });
+    const code = scope === 'feature' ? 'feature_disabled' : 'inference_disabled';
+    throw new ApiError(503, code, UNAVAILABLE_MESSAGE, null, { 'x-inference-edge-kill-switch': scope });
   }
 }

@@ -73,6 +73,31 @@ describe('feature admin API', () => {
     expect((await admin('POST', `/deployments/${deployment.id}/revert/${firstKeyEvent.id}`)).status).toBe(400);
   });
 
+  it('a flag named like an application feature is that feature\'s kill switch on the proxy', async () => {
+    const { deployment, keys } = await createDeployment({ type: 'internal', features: { summary: true, riskAlerts: { enabled: true, rolloutPercentage: 0 } } });
+    const tagged = (feature: string) => chat(keys.secret, {}, stack.url, { 'x-inference-edge-feature': feature });
+    expect((await tagged('summary')).status).toBe(200);
+    expect((await admin('PUT', `/deployments/${deployment.id}/features/summary`, { enabled: false })).status).toBe(200);
+    const off = await tagged('summary');
+    expect(off.status).toBe(503);
+    expect(off.json.error.code).toBe('feature_disabled');
+    expect(off.headers.get('x-inference-edge-kill-switch')).toBe('feature');
+    // The same through metadata.feature; a rollout at 0 % is off for everyone.
+    expect((await chat(keys.secret, { metadata: { feature: 'summary' } })).status).toBe(503);
+    expect((await tagged('riskAlerts')).status).toBe(503);
+    // Calls for other features, for features without a flag, and untagged calls go on.
+    expect((await tagged('chat')).status).toBe(200);
+    expect((await chat(keys.secret)).status).toBe(200);
+    // A built-in flag's name is not an application feature: streaming off does not refuse a JSON call tagged "streaming".
+    await admin('PUT', `/deployments/${deployment.id}/features/streaming`, { enabled: false });
+    expect((await tagged('streaming')).status).toBe(200);
+    const bad = await tagged('not a feature!');
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.param).toBe('x-inference-edge-feature');
+    expect((await admin('PUT', `/deployments/${deployment.id}/features/summary`, { enabled: true })).status).toBe(200);
+    expect((await tagged('summary')).status).toBe(200);
+  });
+
   it('a psql UPDATE that turns a flag off changes the very next call, audited; revert brings it back', async () => {
     const db = await sql();
     const { deployment, keys } = await createDeployment({ type: 'internal' });

@@ -1,6 +1,7 @@
 import { Validator } from '@cfworker/json-schema';
 import { Hono, type Context } from 'hono';
 import type { AppEnv } from '../../shared/context';
+import { flagName } from '../../shared/deployment';
 import { loadConfig } from '../../shared/env';
 import { ApiError } from '../../shared/errors';
 import { Breakers, breakerId } from '../../shared/breaker';
@@ -113,6 +114,7 @@ function breakerKeysOf(routingConfig: Record<string, unknown>, keys: RedisKeys):
 
 const USER_HEADER = 'x-inference-edge-user';
 const ROLE_HEADER = 'x-inference-edge-role';
+const FEATURE_HEADER = 'x-inference-edge-feature';
 
 /**
  * What the request's headers say about its end user. `X-Inference-Edge-User` (a JSON object of
@@ -138,9 +140,13 @@ function readCaller(c: Context<AppEnv>, req: ChatRequest): Caller {
   if (role !== undefined && role !== 'public' && role !== 'internal') {
     throw new ApiError(400, 'invalid_role', `${ROLE_HEADER} must be "public" or "internal".`, ROLE_HEADER);
   }
+  const feature = c.req.header(FEATURE_HEADER) ?? req.metadata?.feature;
+  if (feature !== undefined && !flagName.safeParse(feature).success) {
+    throw new ApiError(400, 'invalid_feature', `${FEATURE_HEADER} (or metadata.feature) must be 1-64 letters, digits, "_", "." or "-", starting with a letter.`, FEATURE_HEADER);
+  }
   const user = req.user ?? attributes.id;
   const session = c.req.header('x-session-id') ?? req.metadata?.session_id;
-  return { attributes, role: role as Caller['role'], userId: user, session, userKey: user ? hashId(user) : undefined, sessionId: session ? hashId(session) : undefined };
+  return { attributes, role: role as Caller['role'], feature, userId: user, session, userKey: user ? hashId(user) : undefined, sessionId: session ? hashId(session) : undefined };
 }
 
 function assertCallerTrusted(c: Context<AppEnv>) {
@@ -200,7 +206,7 @@ export const chatRoutes = new Hono<AppEnv>().post('/v1/chat/completions', async 
     if (prepareError && !prep) throw prepareError;
     assertCallerTrusted(c);
     prep ??= prepare(input, deployment, caller, keys, now, { env: c.env as unknown as Record<string, unknown> }); // Redis unreachable: the round trip never ran
-    assertInferenceEnabled(c.env, reads.get(keys.globalKillSwitch()), prep.flags.inference !== false);
+    assertInferenceEnabled(c.env, reads.get(keys.globalKillSwitch()), prep.flags.inference !== false, prep.featureSwitch);
   } catch (err) {
     release();
     throw err;
@@ -281,7 +287,7 @@ export const chatRoutes = new Hono<AppEnv>().post('/v1/chat/completions', async 
   };
   const after: AfterResponse = {
     config, redis, keys, deployment, caller, now, decision, flags: prep.flags,
-    feature: c.req.header('x-inference-edge-feature') ?? req.metadata?.feature ?? null,
+    feature: caller.feature ?? null,
   };
   const finish = () => {
     waitUntil(c, Promise.allSettled(ctx.background));

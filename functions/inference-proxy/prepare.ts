@@ -19,6 +19,8 @@ export interface Caller {
   attributes: Record<string, string>;
   /** A hybrid deployment's tier for this caller (X-Inference-Edge-Role). */
   role?: DeploymentType;
+  /** The application feature this call serves (X-Inference-Edge-Feature or metadata.feature). */
+  feature?: string;
   /** Hashed, for per-user limits. */
   userKey?: string;
   sessionId?: string;
@@ -38,8 +40,10 @@ export interface Prepared {
   urlsRemoved: number;
   /** Set by the round trip that reserved (undefined when Redis was unreachable). */
   decision?: LimitDecision;
-  /** The built-in flags as evaluated for this caller. */
+  /** The built-in flags as evaluated for this caller, and the call's own feature when it has a flag. */
   flags: Record<string, boolean>;
+  /** The call's application feature, when the deployment has a flag of that name: its kill switch. */
+  featureSwitch?: { name: string; enabled: boolean };
 }
 
 export interface PrepareOptions {
@@ -52,15 +56,23 @@ export interface PrepareOptions {
 /** Built-in flags the proxy honours, and their value when a deployment does not set them. */
 const FLAG_DEFAULTS: Record<string, boolean> = { inference: true, streaming: true, visionEnabled: false, smartRouting: false, piiRedaction: false, multiModelComparison: false };
 
-/** The built-in flags for this caller: sticky rollouts by user (or session), cohorts from trusted attributes. */
+/**
+ * The flags for this caller: sticky rollouts by user (or session), cohorts from trusted attributes.
+ * The built-in ones always; the call's application feature (say `summary`) too when the deployment
+ * has a flag of that name, which makes that flag the feature's kill switch.
+ */
 export function callerFlags(features: Record<string, unknown>, caller: Caller, env: Record<string, unknown> = {}): Record<string, boolean> {
   const ctx = { userId: caller.userId, sessionId: caller.session, properties: caller.attributes };
-  return Object.fromEntries(Object.keys(FLAG_DEFAULTS).map((name) => [name, evaluateFlag(name, features[name] ?? FLAG_DEFAULTS[name], ctx, { env }).enabled]));
+  const names = Object.keys(FLAG_DEFAULTS);
+  if (caller.feature && Object.hasOwn(features, caller.feature) && !names.includes(caller.feature)) names.push(caller.feature);
+  return Object.fromEntries(names.map((name) => [name, evaluateFlag(name, features[name] ?? FLAG_DEFAULTS[name], ctx, { env }).enabled]));
 }
 
 export function prepare(input: ChatRequest, deployment: Deployment, caller: Caller, keys: RedisKeys, now: number, opts: PrepareOptions = {}): Prepared {
   let req = input;
   const flags = callerFlags(deployment.features, caller, opts.env);
+  const feature = caller.feature;
+  const featureSwitch = feature !== undefined && !Object.hasOwn(FLAG_DEFAULTS, feature) && Object.hasOwn(flags, feature) ? { name: feature, enabled: flags[feature]! } : undefined;
   if (req.stream && !flags.streaming) throw new ApiError(400, 'streaming_disabled', 'Streaming is switched off for this deployment; send stream: false.', 'stream');
   if (hasImages(req) && !flags.visionEnabled) throw new ApiError(400, 'vision_disabled', 'Image input is switched off for this deployment.', 'messages');
 
@@ -112,5 +124,5 @@ export function prepare(input: ChatRequest, deployment: Deployment, caller: Call
   const checks = planChecks(deployment, limits, { requests: 1, tokens: guard.promptTokens + maxOut, costUsd, userId: caller.userKey, sessionId: caller.sessionId }, keys, now, {
     skipBudgets: opts.downgrade,
   });
-  return { deployment, req, routing, plan, guard, candidates, limits, checks, piiRedactions, urlsRemoved, flags };
+  return { deployment, req, routing, plan, guard, candidates, limits, checks, piiRedactions, urlsRemoved, flags, featureSwitch };
 }
