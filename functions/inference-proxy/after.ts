@@ -6,7 +6,7 @@ import { MICRO, settleInto, type LimitCheck, type LimitDecision } from '../../sh
 import { countTotals } from '../../shared/metrics';
 import type { RedisKeys } from '../../shared/redis';
 import { bufferUsage, countCall, type UsageEvent } from '../../shared/usage';
-import type { Caller } from './prepare';
+import type { Caller, Prepared } from './prepare';
 
 /** What one proxied call did: the usage record (metadata only, never content). */
 export interface UsageRecord {
@@ -41,15 +41,24 @@ export interface AfterResponse {
   caller: Caller;
   /** When the call started (the usage event's timestamp, part of its idempotency key). */
   now: number;
-  feature: string | null;
   flags: Record<string, boolean>;
   decision: LimitDecision | undefined;
+}
+
+/** A call's usage record as it starts: what admission decided; the dispatch fills in the rest. */
+export function newUsageRecord(requestId: string, deploymentId: string, prep: Pick<Prepared, 'req' | 'plan' | 'guard' | 'piiRedactions' | 'urlsRemoved'>): UsageRecord {
+  return {
+    requestId, deploymentId, model: null, provider: null, routeReason: prep.plan.reason,
+    tokensIn: prep.guard.promptTokens, tokensOut: 0, costUsd: 0, latencyMs: 0, ttfbMs: null, status: 200, errorCategory: null,
+    fallbacks: 0, retries: 0, downgradedTo: null, truncated: prep.guard.droppedMessages > 0, stream: Boolean(prep.req.stream),
+    stalled: false, empty: false, piiRedactions: prep.piiRedactions, urlsRemoved: prep.urlsRemoved,
+  };
 }
 
 export function usageEvent(a: AfterResponse, r: UsageRecord): UsageEvent {
   return {
     request_id: r.requestId, created_at: new Date(a.now).toISOString(), deployment_id: a.deployment.id,
-    user_hash: a.caller.userKey ?? null, session_id: a.caller.sessionId ?? null, feature: a.feature, model: r.model, provider: r.provider,
+    user_hash: a.caller.userKey ?? null, session_id: a.caller.sessionId ?? null, feature: a.caller.feature ?? null, model: r.model, provider: r.provider,
     route_reason: r.routeReason, tokens_in: r.tokensIn, tokens_out: r.tokensOut, cost_usd: r.costUsd,
     latency_ms: r.latencyMs, ttfb_ms: r.ttfbMs, status: r.status, error_category: r.errorCategory,
     fallbacks: r.fallbacks, retries: r.retries, downgraded_to: r.downgradedTo, truncated: r.truncated,
