@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { evaluateFlag } from '../shared/flags';
-import { admin, createDeployment, fn, stack } from './helpers';
+import { admin, createDeployment, fn, proxyChat, stack } from './helpers';
 
 /**
  * The admin dashboard in headless Chromium (Debian's `chromium`, driven by playwright-core): a
@@ -17,14 +17,9 @@ if (!haveBrowser) console.warn(`dashboard tests skipped: no browser at ${executa
 
 const dashboardUrl = fn('feature-toggle', '/dashboard');
 
-async function chat(key: string, body: object = {}) {
-  const res = await fetch(fn('inference-proxy', '/v1/chat/completions'), {
-    method: 'POST',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'auto', messages: [{ role: 'user', content: 'hi!' }], ...body }),
-  });
-  await res.text();
-  return { status: res.status, routeReason: res.headers.get('x-inference-edge-route-reason') };
+async function chat(key: string) {
+  const r = await proxyChat(key, { model: 'auto', messages: [{ role: 'user', content: 'hi!' }] });
+  return { status: r.status, routeReason: r.headers.get('x-inference-edge-route-reason') };
 }
 
 describe.skipIf(!haveBrowser)('admin dashboard (headless Chromium)', () => {

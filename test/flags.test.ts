@@ -2,16 +2,9 @@ import { OFREPProvider } from '@openfeature/ofrep-provider';
 import { OpenFeature } from '@openfeature/server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, type Stack } from '../local/stack';
-import { admin, createDeployment, fn, sql, stack } from './helpers';
+import { admin, createDeployment, fn, proxyChat, sql, stack, type ProxyCallOptions } from './helpers';
 
-async function chat(key: string, body: object = {}, base = stack.url, headers: Record<string, string> = {}) {
-  const res = await fetch(`${base}/functions/v1/inference-proxy/v1/chat/completions`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
-    body: JSON.stringify({ model: 'auto', messages: [{ role: 'user', content: 'hi!' }], ...body }),
-  });
-  return { status: res.status, headers: res.headers, json: await res.json().catch(() => null) };
-}
+const chat = (key: string, body: object = {}, opts?: ProxyCallOptions) => proxyChat(key, { model: 'auto', messages: [{ role: 'user', content: 'hi!' }], ...body }, opts);
 
 describe('feature admin API', () => {
   it('PUT a flag: audited with actor and diff, broadcast, and effective on the next proxied call', async () => {
@@ -75,7 +68,7 @@ describe('feature admin API', () => {
 
   it('a flag named like an application feature is that feature\'s kill switch on the proxy', async () => {
     const { deployment, keys } = await createDeployment({ type: 'internal', features: { summary: true, riskAlerts: { enabled: true, rolloutPercentage: 0 } } });
-    const tagged = (feature: string) => chat(keys.secret, {}, stack.url, { 'x-inference-edge-feature': feature });
+    const tagged = (feature: string) => chat(keys.secret, {}, { headers: { 'x-inference-edge-feature': feature } });
     expect((await tagged('summary')).status).toBe(200);
     expect((await admin('PUT', `/deployments/${deployment.id}/features/summary`, { enabled: false })).status).toBe(200);
     const off = await tagged('summary');
@@ -192,12 +185,12 @@ describe('the global kill switch turns every flag off (a stack of its own)', () 
     const ofrep = () => fetch(`${own.functionUrl('feature-toggle')}/ofrep/v1/evaluate/flags/inference`, { method: 'POST', headers: { authorization: 'Bearer sk_test_demoInternalAssist00000000000000', 'content-type': 'application/json' }, body: '{}' }).then((r) => r.json());
     try {
       expect((await adminCall({ enabled: false })).status).toBe(200);
-      expect((await chat('sk_test_demoInternalAssist00000000000000', { model: 'flash' }, own.url)).status).toBe(503);
+      expect((await chat('sk_test_demoInternalAssist00000000000000', { model: 'flash' }, { base: own.url })).status).toBe(503);
       expect((await ofrep()).value).toBe(false);
     } finally {
       await adminCall({ enabled: true });
     }
-    expect((await chat('sk_test_demoInternalAssist00000000000000', { model: 'flash' }, own.url)).status).toBe(200);
+    expect((await chat('sk_test_demoInternalAssist00000000000000', { model: 'flash' }, { base: own.url })).status).toBe(200);
     expect((await ofrep()).value).toBe(true);
   });
 });

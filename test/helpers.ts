@@ -17,6 +17,29 @@ export async function admin(method: string, path: string, body?: unknown, header
   return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
 }
 
+export interface ProxyCallOptions {
+  /** Another stack's URL (a second Miniflare instance); the run's stack by default. */
+  base?: string;
+  headers?: Record<string, string>;
+}
+
+/** POST /v1/chat/completions through the proxy with this body as is; the answer read in full. */
+export async function proxyChat(key: string, body: object, opts: ProxyCallOptions = {}) {
+  const res = await fetch(`${opts.base ?? stack.url}/functions/v1/inference-proxy/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...opts.headers },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json: any = null; // tests read whatever shape came back
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // a stream
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
 export async function createDeployment(overrides: Record<string, unknown> = {}) {
   const r = await admin('POST', '/deployments', { name: `test ${Math.random().toString(36).slice(2, 8)}`, type: 'internal', ...overrides });
   if (r.status !== 201) throw new Error(`create deployment: ${r.status} ${JSON.stringify(r.body)}`);

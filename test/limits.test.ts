@@ -3,19 +3,11 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { fakeProviderBindings, startStack, type Stack } from '../local/stack';
 import { fakeScope } from './fakes';
-import { createDeployment, fn, sql, stack } from './helpers';
+import { createDeployment, fn, proxyChat, sql, stack, type ProxyCallOptions } from './helpers';
 
 const hello = [{ role: 'user' as const, content: 'Say hello.' }];
 
-async function chat(key: string, body: object = {}, base = stack.url, headers: Record<string, string> = {}) {
-  const res = await fetch(`${base}/functions/v1/inference-proxy/v1/chat/completions`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
-    body: JSON.stringify({ model: 'flash', messages: hello, ...body }),
-  });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, json: text.startsWith('{') ? JSON.parse(text) : null, text };
-}
+const chat = (key: string, body: object = {}, opts?: ProxyCallOptions) => proxyChat(key, { model: 'flash', messages: hello, ...body }, opts);
 
 async function check(key: string, deploymentId: string, body: object = {}) {
   const res = await fetch(fn('check-rate-limit', '/'), {
@@ -74,7 +66,7 @@ describe('exactness across two Miniflare instances', () => {
       expect((await fetch(`${base}/functions/v1/inference-proxy/v1/models`, { headers: { authorization: `Bearer ${keys.secret}` } })).status).toBe(200);
     }
     await awayFromMinuteBoundary();
-    const results = await Promise.all(Array.from({ length: 64 }, (_, i) => chat(keys.secret, {}, i % 2 ? second!.url : stack.url)));
+    const results = await Promise.all(Array.from({ length: 64 }, (_, i) => chat(keys.secret, {}, { base: i % 2 ? second!.url : stack.url })));
     expect(results.filter((r) => r.status === 200)).toHaveLength(20);
     expect(results.filter((r) => r.status === 429)).toHaveLength(44);
   }, 60_000);
@@ -142,8 +134,8 @@ describe('per-user, per-session and hybrid roles', () => {
 
   it('caps a session per day', async () => {
     const { keys } = await createDeployment({ type: 'internal', rateLimits: { sessionRequestsPerDay: 1 } });
-    expect((await chat(keys.secret, {}, stack.url, { 'x-session-id': 's-1' })).status).toBe(200);
-    const r = await chat(keys.secret, {}, stack.url, { 'x-session-id': 's-1' });
+    expect((await chat(keys.secret, {}, { headers: { 'x-session-id': 's-1' } })).status).toBe(200);
+    const r = await chat(keys.secret, {}, { headers: { 'x-session-id': 's-1' } });
     expect(r.status).toBe(429);
     expect(r.json.error.message).toMatch(/session limit/);
   });
@@ -152,9 +144,9 @@ describe('per-user, per-session and hybrid roles', () => {
     const { keys } = await createDeployment({ type: 'hybrid', allowedOrigins: ['https://app.example.com'] });
     const asPublic = await chat(keys.secret);
     expect(asPublic.headers.get('x-ratelimit-limit-requests')).toBe('10');
-    const asInternal = await chat(keys.secret, {}, stack.url, { 'x-inference-edge-role': 'internal' });
+    const asInternal = await chat(keys.secret, {}, { headers: { 'x-inference-edge-role': 'internal' } });
     expect(asInternal.headers.get('x-ratelimit-limit-requests')).toBe('60');
-    const browser = await chat(keys.publishable, {}, stack.url, { 'x-inference-edge-role': 'internal', origin: 'https://app.example.com' });
+    const browser = await chat(keys.publishable, {}, { headers: { 'x-inference-edge-role': 'internal', origin: 'https://app.example.com' } });
     expect(browser.status).toBe(403);
   });
 });

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { LATENCY_BUCKETS } from '../shared/metrics';
 import { fakeScope } from './fakes';
-import { createDeployment, fn, sql, stack } from './helpers';
+import { createDeployment, fn, proxyChat, sql, stack } from './helpers';
 
 interface Sample {
   name: string;
@@ -60,14 +60,7 @@ async function scrape(token: string) {
 const sum = (samples: Sample[], name: string, where: Record<string, string>) =>
   samples.filter((s) => s.name === name && Object.entries(where).every(([k, v]) => s.labels[k] === v)).reduce((a, s) => a + s.value, 0);
 
-async function chat(key: string, body: object = {}) {
-  const res = await fetch(fn('inference-proxy', '/v1/chat/completions'), {
-    method: 'POST',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'flash', messages: [{ role: 'user', content: 'Say hello to the metrics.' }], ...body }),
-  });
-  return { status: res.status, text: await res.text() };
-}
+const chat = (key: string, body: object = {}) => proxyChat(key, { model: 'flash', messages: [{ role: 'user', content: 'Say hello to the metrics.' }], ...body });
 
 describe('GET /metrics (feature-toggle)', () => {
   it('refuses a missing, wrong or deployment key; takes the metrics key and the admin key', async () => {

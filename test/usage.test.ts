@@ -1,19 +1,12 @@
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createDeployment, fn, sql, stack } from './helpers';
+import { createDeployment, fn, proxyChat, sql, stack } from './helpers';
 
 const admin = { authorization: `Bearer ${stack.adminKey}` };
 const redis = new Redis(stack.redisUrl);
 afterAll(() => redis.quit());
 
-async function chat(key: string, body: object = {}, headers: Record<string, string> = {}) {
-  const res = await fetch(fn('inference-proxy', '/v1/chat/completions'), {
-    method: 'POST',
-    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers },
-    body: JSON.stringify({ model: 'flash', messages: [{ role: 'user', content: 'Say hello.' }], ...body }),
-  });
-  return { status: res.status, body: await res.text() };
-}
+const chat = (key: string, body: object = {}, headers: Record<string, string> = {}) => proxyChat(key, { model: 'flash', messages: [{ role: 'user', content: 'Say hello.' }], ...body }, { headers });
 const drain = async () => {
   const res = await fetch(fn("track-deployment-usage", "/drain"), { method: "POST", headers: admin });
   const body = await res.json();
