@@ -13,7 +13,7 @@ import type { ChatRequest } from '../../shared/openai-types';
 import type { RedisKeys } from '../../shared/redis';
 import { allTargets, effectiveRouting } from '../../shared/routing';
 import { countCall } from '../../shared/usage';
-import { prepare, type Caller, type Prepared } from './prepare';
+import { COMPARE_HEADER, prepare, type Caller, type Prepared } from './prepare';
 
 /**
  * Admission: everything the proxy decides before a provider is called. Who is calling (the key, the
@@ -70,9 +70,14 @@ export function readCaller(c: Context<AppEnv>, req: ChatRequest): Caller {
   if (feature !== undefined && !flagName.safeParse(feature).success) {
     throw new ApiError(400, 'invalid_feature', `${FEATURE_HEADER} (or metadata.feature) must be 1-64 letters, digits, "_", "." or "-", starting with a letter.`, FEATURE_HEADER);
   }
+  const compareRaw = c.req.header(COMPARE_HEADER);
+  const compare = compareRaw?.split(',').map((m) => m.trim()).filter(Boolean);
+  if (compare && (compare.length < 2 || compare.length > 4 || new Set(compare).size !== compare.length || compare.some((m) => m.length > 128))) {
+    throw new ApiError(400, 'invalid_comparison', `${COMPARE_HEADER} must name 2 to 4 different models, comma-separated (tiers, aliases, provider/model or auto).`, COMPARE_HEADER);
+  }
   const user = req.user ?? attributes.id;
   const session = c.req.header('x-session-id') ?? req.metadata?.session_id;
-  return { attributes, role: role as Caller['role'], feature, userId: user, session, userKey: user ? hashId(user) : undefined, sessionId: session ? hashId(session) : undefined };
+  return { attributes, role: role as Caller['role'], feature, compare, userId: user, session, userKey: user ? hashId(user) : undefined, sessionId: session ? hashId(session) : undefined };
 }
 
 function assertCallerTrusted(c: Context<AppEnv>) {
@@ -159,7 +164,8 @@ export async function admit(c: Context<AppEnv>, input: ChatRequest, caller: Call
     }
   } else if (!decision.allowed) {
     const budgets = deployment.budgets as { onBudgetExhausted?: string };
-    if (!(decision.budget && budgets.onBudgetExhausted === 'downgrade')) {
+    // A comparison is not downgraded: it asked for those models, so a spent budget refuses it.
+    if (!(decision.budget && budgets.onBudgetExhausted === 'downgrade') || caller.compare) {
       // Refusals count too: the alert policies watch 429s (any on an internal deployment, spikes).
       const p = redis.pipeline();
       const status = decision.budget ? 402 : 429;

@@ -13,6 +13,7 @@ import { allTargets, costUsd, type EffectiveRouting, type Target } from '../../s
 import { parseJson } from '../../shared/validate';
 import { admit, readCaller, waitUntil } from './admit';
 import { afterResponse, newUsageRecord, type AfterResponse } from './after';
+import { compareModels } from './compare';
 import { completionAsChunks, dispatch, replay, resolvePolicy, type Answer, type Candidate, type DispatchContext, type DispatchPolicy, type DispatchResult } from './dispatch';
 import { chatRequestSchema, normalizeRequest } from './request';
 import { relaySse } from './stream';
@@ -128,16 +129,35 @@ export const chatRoutes = new Hono<AppEnv>().post('/v1/chat/completions', async 
     waitUntil(c, afterResponse(after, record).catch((err: Error) => log('warn', 'post_response.failed', { requestId: record.requestId, error: err.message })));
     log('info', 'usage', { ...record });
   };
+  /** No answer at all: the usage record says why, and the error goes to the client. */
+  const failed = (err: unknown) => {
+    record.status = err instanceof ApiError ? err.status : 500;
+    record.errorCategory = err instanceof ApiError ? err.code : 'internal';
+    record.latencyMs = Math.round(performance.now() - t0);
+    finish();
+    return err;
+  };
+
+  if (prep.comparisons) {
+    let completion;
+    try {
+      completion = await compareModels(req, prep.comparisons, policy, ctx, record);
+    } catch (err) {
+      throw failed(err);
+    }
+    c.header('x-inference-edge-route-reason', plan.reason);
+    c.header('x-inference-edge-compare', completion.choices.map((x) => `${x.requested}=${x.provider ?? 'failed'}/${x.model}`).join(', '));
+    record.latencyMs = Math.round(performance.now() - t0);
+    record.ttfbMs = record.latencyMs;
+    finish();
+    return c.json(completion);
+  }
 
   let result: DispatchResult;
   try {
     result = await dispatchWithLastResorts(req, candidates, policy, ctx, routing);
   } catch (err) {
-    record.status = err instanceof ApiError ? err.status : 500;
-    record.errorCategory = err instanceof ApiError ? err.code : 'internal';
-    record.latencyMs = Math.round(performance.now() - t0);
-    finish();
-    throw err;
+    throw failed(err);
   }
   let { answer } = result;
   record.fallbacks = result.fallbacks;

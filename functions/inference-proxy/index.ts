@@ -13,8 +13,8 @@ const app = createFunctionApp('inference-proxy');
 // Browsers call with a publishable key; the key check decides which origins may.
 app.use('/v1/*', cors({
   origin: (origin) => origin,
-  allowHeaders: ['Authorization', 'Content-Type', 'X-Request-Id', 'X-Inference-Edge-Feature', 'X-Session-Id'],
-  exposeHeaders: ['x-request-id', 'x-inference-edge-model', 'x-inference-edge-provider', 'x-inference-edge-route-reason', 'x-inference-edge-overhead-ms', 'x-inference-edge-truncated', 'x-inference-edge-kill-switch', 'retry-after'],
+  allowHeaders: ['Authorization', 'Content-Type', 'X-Request-Id', 'X-Inference-Edge-Feature', 'X-Inference-Edge-Compare', 'X-Session-Id'],
+  exposeHeaders: ['x-request-id', 'x-inference-edge-model', 'x-inference-edge-provider', 'x-inference-edge-route-reason', 'x-inference-edge-overhead-ms', 'x-inference-edge-truncated', 'x-inference-edge-kill-switch', 'x-inference-edge-compare', 'retry-after'],
   maxAge: 600,
 }));
 app.use('/v1/*', async function requestBodyLimit(c, next) {

@@ -21,6 +21,8 @@ export interface Caller {
   role?: DeploymentType;
   /** The application feature this call serves (X-Inference-Edge-Feature or metadata.feature). */
   feature?: string;
+  /** Models to answer side by side (X-Inference-Edge-Compare), when the caller asks for a comparison. */
+  compare?: string[];
   /** Hashed, for per-user limits. */
   userKey?: string;
   sessionId?: string;
@@ -44,7 +46,18 @@ export interface Prepared {
   flags: Record<string, boolean>;
   /** The call's application feature, when the deployment has a flag of that name: its kill switch. */
   featureSwitch?: { name: string; enabled: boolean };
+  /** A multi-model comparison: one route per model asked for, answered side by side. */
+  comparisons?: Comparison[];
 }
+
+export interface Comparison {
+  /** The model as the caller named it (tier, alias, provider/model or auto). */
+  model: string;
+  plan: RoutePlan;
+  candidates: Candidate[];
+}
+
+export const COMPARE_HEADER = 'x-inference-edge-compare';
 
 export interface PrepareOptions {
   /** Budget exhausted with `onBudgetExhausted: "downgrade"`: the cheapest tier, budgets not enforced. */
@@ -74,6 +87,10 @@ export function prepare(input: ChatRequest, deployment: Deployment, caller: Call
   const feature = caller.feature;
   const featureSwitch = feature !== undefined && !Object.hasOwn(FLAG_DEFAULTS, feature) && Object.hasOwn(flags, feature) ? { name: feature, enabled: flags[feature]! } : undefined;
   if (req.stream && !flags.streaming) throw new ApiError(400, 'streaming_disabled', 'Streaming is switched off for this deployment; send stream: false.', 'stream');
+  if (caller.compare) {
+    if (!flags.multiModelComparison) throw new ApiError(403, 'comparison_disabled', 'Multi-model comparison is switched off for this caller (the deployment\'s multiModelComparison flag).', COMPARE_HEADER);
+    if (req.stream) throw new ApiError(400, 'comparison_stream_unsupported', 'A comparison answers with every model at once; send stream: false.', 'stream');
+  }
   if (hasImages(req) && !flags.visionEnabled) throw new ApiError(400, 'vision_disabled', 'Image input is switched off for this deployment.', 'messages');
 
   let routing: EffectiveRouting;
@@ -86,11 +103,20 @@ export function prepare(input: ChatRequest, deployment: Deployment, caller: Call
     const cheapest = cheapestTierWith(routing, requiredCapabilities(req));
     if (cheapest) req = { ...req, model: cheapest };
   }
-  const plan = planRoute(req, routing, flags.smartRouting!, {
+  const facts = {
     metadata: req.metadata ?? {},
     user: { ...(req.user ? { id: req.user } : {}), ...caller.attributes },
     request: { stream: Boolean(req.stream), tools: Boolean(req.tools?.length), images: hasImages(req), model: req.model },
+  };
+  const comparisons = caller.compare?.map((model) => {
+    try {
+      return { model, plan: planRoute({ ...req, model }, routing, flags.smartRouting!, facts) };
+    } catch (err) {
+      if (err instanceof ApiError && err.param === 'model') throw new ApiError(err.status, err.code, `${COMPARE_HEADER}: ${err.message}`, COMPARE_HEADER);
+      throw err;
+    }
   });
+  const plan = comparisons ? { ...comparisons[0]!.plan, reason: `compare:${comparisons.map((x) => x.plan.reason).join(' | ')}` } : planRoute(req, routing, flags.smartRouting!, facts);
   if (opts.downgrade) plan.reason += ' budget->cheapest';
 
   const limits = effectiveLimits(deployment, caller.role);
@@ -111,18 +137,22 @@ export function prepare(input: ChatRequest, deployment: Deployment, caller: Call
     req = { ...req, messages: r.messages };
   }
 
-  const candidates: Candidate[] = [
-    ...plan.targets.map((target) => ({ target })),
-    ...(routing.downgradeOnFailure && plan.tier
-      ? downgradeTargets(routing, plan.tier, requiredCapabilities(req)).map(({ tier, target }) => ({ target, downgradedTo: tier }))
+  const candidatesOf = (p: RoutePlan): Candidate[] => [
+    ...p.targets.map((target) => ({ target })),
+    ...(routing.downgradeOnFailure && p.tier
+      ? downgradeTargets(routing, p.tier, requiredCapabilities(req)).map(({ tier, target }) => ({ target, downgradedTo: tier }))
       : []),
   ];
-  // Reserve the worst case: the prompt plus every token the answer may use, at the first target's prices.
-  const first = plan.targets[0]!;
+  const candidates = candidatesOf(plan);
+  // Reserve the worst case: the prompt plus every token the answer may use, at the first target's
+  // prices; a comparison is one provider call (and one request) per model.
+  const routes = comparisons?.map((x) => x.plan) ?? [plan];
   const maxOut = guard.maxTokens ?? 0;
-  const costUsd = (guard.promptTokens * first.priceInputPerMTok + maxOut * first.priceOutputPerMTok) / 1_000_000;
-  const checks = planChecks(deployment, limits, { requests: 1, tokens: guard.promptTokens + maxOut, costUsd, userId: caller.userKey, sessionId: caller.sessionId }, keys, now, {
-    skipBudgets: opts.downgrade,
-  });
-  return { deployment, req, routing, plan, guard, candidates, limits, checks, piiRedactions, urlsRemoved, flags, featureSwitch };
+  const costUsd = routes.reduce((sum, p) => sum + (guard.promptTokens * p.targets[0]!.priceInputPerMTok + maxOut * p.targets[0]!.priceOutputPerMTok) / 1_000_000, 0);
+  const usage = { requests: routes.length, tokens: routes.length * (guard.promptTokens + maxOut), costUsd, userId: caller.userKey, sessionId: caller.sessionId };
+  const checks = planChecks(deployment, limits, usage, keys, now, { skipBudgets: opts.downgrade });
+  return {
+    deployment, req, routing, plan, guard, candidates, limits, checks, piiRedactions, urlsRemoved, flags, featureSwitch,
+    comparisons: comparisons?.map((x) => ({ ...x, candidates: candidatesOf(x.plan) })),
+  };
 }
