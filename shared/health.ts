@@ -3,6 +3,7 @@ import type { AppEnv } from './context';
 import { rpc } from './db';
 import { ConfigError, loadConfig, type Bindings } from './env';
 import { Breakers } from './breaker';
+import { providerAvailability } from './providers/registry';
 import { redisClient, redisKeys } from './redis';
 import { VERSION } from './version';
 
@@ -76,7 +77,9 @@ export function healthRoutes(functionName: string) {
       breakers = await new Breakers(redisClient(config), redisKeys(config.REDIS_KEY_PREFIX)).list().catch(() => null);
     }
     const openBreakers = breakers?.filter((b) => b.state !== 'closed').length ?? 0;
-    return c.json({ status: ok ? 'ok' : 'degraded', function: functionName, version: VERSION, dependencies: deps, openBreakers, breakers });
+    // The proxy's providers, from configuration (never probed: a probe would cost money and latency).
+    const providers = functionName === 'inference-proxy' ? providerAvailability(c.env as unknown as Record<string, unknown>) : undefined;
+    return c.json({ status: ok ? 'ok' : 'degraded', function: functionName, version: VERSION, dependencies: deps, openBreakers, breakers, providers });
   });
   return app;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { resolveProvider } from './providers/registry';
+import { providerAvailability, resolveProvider } from './providers/registry';
 import {
   cheapestTierWith,
   conditionHolds,
@@ -84,5 +84,10 @@ describe('provider registry', () => {
     expect(resolveProvider('mock', {})).toMatchObject({ name: 'mock', apiKey: null });
     expect(resolveProvider('ollama', {})).toMatchObject({ baseUrl: 'http://127.0.0.1:11434/v1' });
     expect(resolveProvider('nope', {})).toEqual({ unavailable: 'unknown provider "nope"' });
+  });
+
+  it('reports each provider as available, disabled or missing its key (for /health/dependencies)', () => {
+    const a = providerAvailability({ OPENAI_API_KEY: 'k', ANTHROPIC_API_KEY: 'k', DISABLE_PROVIDER_ANTHROPIC: 'true' });
+    expect(a).toMatchObject({ openai: 'available', anthropic: 'disabled', gemini: 'missing_key', mock: 'available', ollama: 'available', vllm: 'available' });
   });
 });

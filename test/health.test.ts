@@ -19,6 +19,9 @@ describe('health on all five functions', () => {
     for (const d of ['postgres', 'redis']) {
       expect(deps.dependencies[d]).toEqual({ status: 'ok', latencyMs: expect.any(Number) });
     }
+    // The proxy also says which providers it can use (the test stack gives every one a fake key).
+    if (name === 'inference-proxy') expect(deps.providers).toMatchObject({ mock: 'available', openai: 'available', anthropic: 'available', gemini: 'available' });
+    else expect(deps.providers).toBeUndefined();
   });
 
   it('keeps a caller-sent request id and answers unknown routes and functions in the error shape', async () => {

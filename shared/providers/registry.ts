@@ -43,3 +43,16 @@ export function resolveProvider(name: string, env: Record<string, unknown>): Res
   if (spec.keyEnv && !apiKey && name !== 'vllm') return { unavailable: `provider ${name} has no key (${spec.keyEnv})` };
   return { ...spec, baseUrl, apiKey };
 }
+
+/**
+ * Each known provider's standing here, from configuration alone (no network call, no cost): usable,
+ * switched off (DISABLE_PROVIDER_<NAME>), or without its key. For /health/dependencies.
+ */
+export function providerAvailability(env: Record<string, unknown>): Record<string, 'available' | 'disabled' | 'missing_key'> {
+  return Object.fromEntries(
+    Object.keys(PROVIDERS).map((name) => {
+      const r = resolveProvider(name, env);
+      return [name, !('unavailable' in r) ? 'available' : r.unavailable.includes('DISABLE_PROVIDER_') ? 'disabled' : 'missing_key'];
+    }),
+  );
+}
