@@ -1,7 +1,7 @@
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
 import { fakeScope } from './fakes';
-import { createDeployment, fn, proxyChat, sql, stack } from './helpers';
+import { createDeployment, drainAll, eventually, fn, proxyChat, sql } from './helpers';
 
 /** Multi-model comparison: X-Inference-Edge-Compare, honoured when the multiModelComparison flag is on. */
 const hello = [{ role: 'user' as const, content: 'Say hello.' }];
@@ -23,10 +23,13 @@ describe('multi-model comparison', () => {
     expect(data.usage!.total_tokens).toBe(data.usage!.prompt_tokens + data.usage!.completion_tokens);
 
     // One usage event for the call, with both models' tokens and cost.
-    await new Promise((r) => setTimeout(r, 300));
-    expect((await fetch(fn('track-deployment-usage', '/drain'), { method: 'POST', headers: { authorization: `Bearer ${stack.adminKey}` } })).status).toBe(200);
     const db = await sql();
-    const { rows } = await db.query('select model, provider, tokens_in, tokens_out, cost_usd::float8 as cost from usage_events where deployment_id = $1', [deployment.id]);
+    const events = async () => {
+      await drainAll();
+      return (await db.query('select model, provider, tokens_in, tokens_out, cost_usd::float8 as cost from usage_events where deployment_id = $1', [deployment.id])).rows;
+    };
+    await eventually(async () => expect(await events()).toHaveLength(1));
+    const rows = await events();
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ model: 'mock-flash,mock-pro', provider: 'compare', tokens_in: data.usage!.prompt_tokens, tokens_out: data.usage!.completion_tokens });
     expect(rows[0].cost).toBeGreaterThan(0);

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { evaluateFlag } from '../shared/flags';
-import { admin, createDeployment, fn, proxyChat, stack } from './helpers';
+import { admin, createDeployment, eventually, fn, proxyChat, stack } from './helpers';
 
 /**
  * The admin dashboard in headless Chromium (Debian's `chromium`, driven by playwright-core): a
@@ -16,8 +16,6 @@ if (!haveBrowser && process.env.REQUIRE_BROWSER === '1') throw new Error(`REQUIR
 if (!haveBrowser) console.warn(`dashboard tests skipped: no browser at ${executablePath} (apt-get install -y chromium, or set CHROMIUM_PATH)`);
 
 const dashboardUrl = fn('feature-toggle', '/dashboard');
-/** A page assertion that may take a few round trips to come true (generous for a loaded CI machine). */
-const eventually = <T>(read: () => T | Promise<T>) => expect.poll(read, { timeout: 10_000, interval: 50 });
 
 async function chat(key: string) {
   const r = await proxyChat(key, { model: 'auto', messages: [{ role: 'user', content: 'hi!' }] });
@@ -66,7 +64,7 @@ describe.skipIf(!haveBrowser)('admin dashboard (headless Chromium)', () => {
 
   async function open(name: string) {
     await page.locator('#deployments button', { hasText: name }).click();
-    await eventually(() => page.locator('#d-name').textContent()).toBe(name);
+    await eventually(async () => expect(await page.locator('#d-name').textContent()).toBe(name));
   }
 
   const flagRow = (flag: string) => page.locator(`#flags tr[data-flag="${flag}"]`);
@@ -83,7 +81,7 @@ describe.skipIf(!haveBrowser)('admin dashboard (headless Chromium)', () => {
     await page.goto(dashboardUrl);
     await page.getByLabel('Admin key').fill('wrong-key-wrong-key');
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await eventually(() => page.locator('#login-error').textContent()).toBe('The admin key is not valid.');
+    await eventually(async () => expect(await page.locator('#login-error').textContent()).toBe('The admin key is not valid.'));
     expect(await page.locator('#app').isHidden()).toBe(true);
     expect(problems.filter((p) => !p.includes('401'))).toEqual([]); // the browser logs the refused fetch itself
   });
@@ -97,7 +95,7 @@ describe.skipIf(!haveBrowser)('admin dashboard (headless Chromium)', () => {
     await open(name);
     await flagRow('smartRouting').getByRole('checkbox').uncheck();
     await flagRow('smartRouting').getByRole('button', { name: 'Save' }).click();
-    await eventually(() => page.locator('#status').textContent()).toBe('Saved smartRouting.');
+    await eventually(async () => expect(await page.locator('#status').textContent()).toBe('Saved smartRouting.'));
 
     expect((await admin('GET', `/deployments/${deployment.id}/features`)).body.features.smartRouting).toBe(false);
     expect((await chat(keys.secret)).routeReason).toBe('auto:default');
@@ -108,7 +106,7 @@ describe.skipIf(!haveBrowser)('admin dashboard (headless Chromium)', () => {
 
     // One-click revert from the audit log brings it back, also on the proxy.
     await first.getByRole('button', { name: 'Revert' }).click();
-    await eventually(() => page.locator('#audit tbody tr').first().getAttribute('data-action')).toBe('deployment.reverted');
+    await eventually(async () => expect(await page.locator('#audit tbody tr').first().getAttribute('data-action')).toBe('deployment.reverted'));
     expect((await admin('GET', `/deployments/${deployment.id}/features`)).body.features.smartRouting).toBe(true);
     expect((await chat(keys.secret)).routeReason).toMatch(/^smart:/);
     expect(problems).toEqual([]);
@@ -125,7 +123,7 @@ describe.skipIf(!haveBrowser)('admin dashboard (headless Chromium)', () => {
     await flagRow('newChat').getByRole('checkbox').check();
     await flagRow('newChat').getByRole('spinbutton').fill('50');
     await flagRow('newChat').getByRole('button', { name: 'Save' }).click();
-    await eventually(() => page.locator('#status').textContent()).toBe('Saved newChat.');
+    await eventually(async () => expect(await page.locator('#status').textContent()).toBe('Saved newChat.'));
     const stored = (await admin('GET', `/deployments/${deployment.id}/features`)).body.features.newChat;
     expect(stored).toEqual({ enabled: true, rolloutPercentage: 50 });
 
@@ -135,7 +133,10 @@ describe.skipIf(!haveBrowser)('admin dashboard (headless Chromium)', () => {
       await page.getByLabel('userId').fill(userId);
       await page.getByRole('button', { name: 'Evaluate' }).click();
       const expected = evaluateFlag('newChat', stored, { userId }).enabled;
-      await eventually(async () => (await page.locator('#preview-result').isVisible()) && page.locator('#preview-result tr[data-flag="newChat"]').getAttribute('data-enabled')).toBe(String(expected));
+      await eventually(async () => {
+        expect(await page.locator('#preview-result').isVisible()).toBe(true);
+        expect(await page.locator('#preview-result tr[data-flag="newChat"]').getAttribute('data-enabled')).toBe(String(expected));
+      });
       // Re-render for the next user starts from a hidden table.
       await page.locator('#preview-result').evaluate((t) => { (t as HTMLElement).hidden = true; });
       on += expected ? 1 : 0;
@@ -151,7 +152,7 @@ describe.skipIf(!haveBrowser)('admin dashboard (headless Chromium)', () => {
     await signIn();
     await open(name);
     await page.getByRole('button', { name: 'healthcare' }).click();
-    await eventually(() => page.locator('#status').textContent()).toBe('Applied the healthcare preset.');
+    await eventually(async () => expect(await page.locator('#status').textContent()).toBe('Applied the healthcare preset.'));
     expect((await admin('GET', `/deployments/${deployment.id}/features`)).body.features).toMatchObject({ piiRedaction: true, medicalImagingEnabled: true });
 
     // Dismissing the confirmation changes nothing.
@@ -161,10 +162,10 @@ describe.skipIf(!haveBrowser)('admin dashboard (headless Chromium)', () => {
 
     page.once('dialog', (d) => void d.accept());
     await page.getByRole('button', { name: 'Turn inference off everywhere' }).click();
-    await eventually(() => page.locator('#ks-state').textContent()).toBe('off');
+    await eventually(async () => expect(await page.locator('#ks-state').textContent()).toBe('off'));
     expect((await chat(keys.secret)).status).toBe(503);
     await page.getByRole('button', { name: 'Turn inference back on' }).click();
-    await eventually(() => page.locator('#ks-state').textContent()).toBe('on');
+    await eventually(async () => expect(await page.locator('#ks-state').textContent()).toBe('on'));
     expect((await chat(keys.secret)).status).toBe(200);
     expect(problems).toEqual([]);
   });

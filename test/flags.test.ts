@@ -2,7 +2,7 @@ import { OFREPProvider } from '@openfeature/ofrep-provider';
 import { OpenFeature } from '@openfeature/server-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, type Stack } from '../local/stack';
-import { admin, createDeployment, fn, proxyChat, sql, stack, type ProxyCallOptions } from './helpers';
+import { admin, createDeployment, eventually, fn, proxyChat, sql, stack, type ProxyCallOptions } from './helpers';
 
 const chat = (key: string, body: object = {}, opts?: ProxyCallOptions) => proxyChat(key, { model: 'auto', messages: [{ role: 'user', content: 'hi!' }], ...body }, opts);
 
@@ -31,12 +31,15 @@ describe('feature admin API', () => {
     expect(smart).toBeLessThan(18);
     for (const [u, reason] of [...reasons].slice(0, 5)) expect((await chat(keys.secret, { user: u })).headers.get('x-inference-edge-route-reason')).toBe(reason);
     // Every evaluation is counted for feature_flag_usage_total{flag,variant,enabled}.
-    await new Promise((r) => setTimeout(r, 300));
     const { Redis } = await import('ioredis');
     const redis = new Redis(stack.redisUrl);
-    const counts = await redis.hgetall(`${stack.keyPrefix}:flag-usage:${deployment.id}`);
+    const read = () => redis.hgetall(`${stack.keyPrefix}:flag-usage:${deployment.id}`);
+    await eventually(async () => {
+      const c = await read();
+      expect(Number(c['smartRouting||true'] ?? 0) + Number(c['smartRouting||false'] ?? 0)).toBe(25);
+    });
+    const counts = await read();
     redis.disconnect();
-    expect(Number(counts['smartRouting||true'] ?? 0) + Number(counts['smartRouting||false'] ?? 0)).toBe(25);
     expect(Number(counts['smartRouting||true'])).toBe(smart + [...reasons].slice(0, 5).filter(([, r]) => r.startsWith('smart:')).length);
   });
 
@@ -98,9 +101,8 @@ describe('feature admin API', () => {
     await db.query(`update deployments set features = features || '{"inference": false}' where id = $1`, [deployment.id]);
     const { rows } = await db.query(`select id, diff from audit_logs where deployment_id = $1 order by id desc limit 1`, [deployment.id]);
     expect(rows[0].diff).toEqual({ 'features.inference': { old: true, new: false } });
-    // "Very next call": the relay carries the change within the local stack's polling interval.
-    await new Promise((r) => setTimeout(r, 400));
-    expect((await chat(keys.secret)).status).toBe(503);
+    // "Very next call": the relay carries the change within the local stack's polling interval (100 ms).
+    await eventually(async () => expect((await chat(keys.secret)).status).toBe(503));
     expect((await admin('POST', `/deployments/${deployment.id}/revert/${rows[0].id}`)).status).toBe(200);
     expect((await chat(keys.secret)).status).toBe(200);
   });

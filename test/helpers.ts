@@ -40,6 +40,24 @@ export async function proxyChat(key: string, body: object, opts: ProxyCallOption
   return { status: res.status, headers: res.headers, text, json };
 }
 
+/**
+ * POST /drain on track-deployment-usage until the usage buffer is empty. The buffer is shared with
+ * every other test of the run and a drain moves at most one batch (500), so one drain is not enough
+ * to be sure a test's own events reached Postgres.
+ */
+export async function drainAll(): Promise<{ moved: number; inserted: number }> {
+  const total = { moved: 0, inserted: 0 };
+  for (let i = 0; i < 200; i++) {
+    const res = await fetch(fn('track-deployment-usage', '/drain'), { method: 'POST', headers: { authorization: `Bearer ${stack.adminKey}` } });
+    const body = (await res.json()) as { moved: number; inserted: number; remaining: number };
+    if (res.status !== 200) throw new Error(`drain: ${res.status} ${JSON.stringify(body)}`);
+    total.moved += body.moved;
+    total.inserted += body.inserted;
+    if (body.remaining === 0) return total;
+  }
+  throw new Error('the usage buffer did not empty after 200 drains');
+}
+
 export async function createDeployment(overrides: Record<string, unknown> = {}) {
   const r = await admin('POST', '/deployments', { name: `test ${Math.random().toString(36).slice(2, 8)}`, type: 'internal', ...overrides });
   if (r.status !== 201) throw new Error(`create deployment: ${r.status} ${JSON.stringify(r.body)}`);
@@ -62,8 +80,11 @@ export async function sql(): Promise<pg.Client> {
 
 export const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
-/** Polls until `check` passes or `timeoutMs` elapses (for changes that propagate asynchronously). */
-export async function eventually<T>(check: () => Promise<T>, timeoutMs = 3_000, intervalMs = 50): Promise<T> {
+/**
+ * Polls until `check` passes or `timeoutMs` elapses: for what the system does on its own time
+ * (post-response work, a relay, a page re-render). Generous, so a loaded CI machine is not a failure.
+ */
+export async function eventually<T>(check: () => Promise<T>, timeoutMs = 10_000, intervalMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {

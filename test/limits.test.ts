@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { fakeProviderBindings, startStack, type Stack } from '../local/stack';
 import { fakeScope } from './fakes';
-import { createDeployment, fn, proxyChat, sql, stack, type ProxyCallOptions } from './helpers';
+import { createDeployment, eventually, fn, proxyChat, sql, stack, type ProxyCallOptions } from './helpers';
 
 const hello = [{ role: 'user' as const, content: 'Say hello.' }];
 
@@ -112,13 +112,11 @@ describe('budgets', () => {
     const tokensUsed = async () => (await check(keys.secret, deployment.id, { dryRun: true })).json.limits['tokens-day'].used as number;
     await f.control('openai', 'm', { fault: { kind: 'status', status: 500 } });
     expect((await chat(keys.secret, { model: 'main', max_tokens: 500 })).status).toBe(502);
-    await new Promise((r) => setTimeout(r, 200)); // settle runs after the response
-    expect(await tokensUsed()).toBe(0);
+    await eventually(async () => expect(await tokensUsed()).toBe(0)); // the release runs after the response
     await f.control('openai', 'm', {});
     const ok = await chat(keys.secret, { model: 'main', max_tokens: 500 });
     expect(ok.status).toBe(200);
-    await new Promise((r) => setTimeout(r, 200));
-    expect(await tokensUsed()).toBe(ok.json.usage.total_tokens);
+    await eventually(async () => expect(await tokensUsed()).toBe(ok.json.usage.total_tokens)); // settle replaces the estimate
   });
 });
 
@@ -188,11 +186,12 @@ describe('budget warnings', () => {
       const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`;
       const { deployment, keys } = await createDeployment({ type: 'internal', rateLimits: { tokensPerDay: 400, tokensPerRequest: 200 }, monitoring: { webhookUrl: url } });
       for (let i = 0; i < 12; i++) await chat(keys.secret, { max_tokens: 30 });
-      await new Promise((r) => setTimeout(r, 500));
       const db = await sql();
-      const { rows } = await db.query('select type, severity from alerts where deployment_id = $1 order by id', [deployment.id]);
+      const alerts = async () => (await db.query('select type, severity from alerts where deployment_id = $1 order by id', [deployment.id])).rows;
+      await eventually(async () => expect((await alerts()).map((r) => r.type)).toContain('budget_tokens_day_80'));
+      await eventually(async () => expect(received.length).toBe((await alerts()).length)); // every alert delivered
+      const rows = await alerts();
       const types = rows.map((r) => r.type);
-      expect(types).toContain('budget_tokens_day_80');
       expect(new Set(types).size).toBe(types.length); // once each
       expect(received.length).toBe(rows.length);
       expect(JSON.stringify(received[0])).toMatch(/token budget/);

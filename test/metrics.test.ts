@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { LATENCY_BUCKETS } from '../shared/metrics';
 import { fakeScope } from './fakes';
-import { createDeployment, fn, proxyChat, sql, stack } from './helpers';
+import { createDeployment, drainAll, fn, proxyChat, sql, stack } from './helpers';
 
 interface Sample {
   name: string;
@@ -113,8 +113,7 @@ describe('GET /metrics (feature-toggle)', () => {
     expect(samples.some((s) => s.name === 'inference_edge_usage_buffer_events')).toBe(true);
 
     // Tokens and cost agree with the usage events once they are drained into Postgres.
-    const drained = await fetch(fn('track-deployment-usage', '/drain'), { method: 'POST', headers: { authorization: `Bearer ${stack.adminKey}` } });
-    expect(drained.status).toBe(200);
+    await drainAll();
     const db = await sql();
     const { rows } = await db.query(
       "select sum(tokens_in)::int as tin, sum(tokens_out)::int as tout, sum(cost_usd)::float8 as cost, count(*)::int as n from usage_events where deployment_id = $1 and status = 200",

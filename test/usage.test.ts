@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createDeployment, fn, proxyChat, sql, stack } from './helpers';
+import { createDeployment, drainAll, eventually, fn, proxyChat, sql, stack } from './helpers';
 
 const admin = { authorization: `Bearer ${stack.adminKey}` };
 const redis = new Redis(stack.redisUrl);
@@ -13,8 +13,9 @@ const drain = async () => {
   if (res.status !== 200) throw new Error(`drain: ${res.status} ${JSON.stringify(body)}`);
   return body;
 };
-/** Post-response work runs after the answer: give it a moment to land in Redis. */
-const settled = () => new Promise((r) => setTimeout(r, 300));
+/** Post-response work runs after the answer: wait until the deployment's events are in the usage buffer. */
+const buffered = (deploymentId: string, n: number) =>
+  eventually(async () => expect((await redis.xrange(`${stack.keyPrefix}:usage`, '-', '+')).filter(([, f]) => String(f[1]).includes(deploymentId))).toHaveLength(n));
 
 describe('usage pipeline', () => {
   it('acceptance: N calls, a drain, and today\'s report show exactly N requests with matching token and cost sums', async () => {
@@ -24,8 +25,8 @@ describe('usage pipeline', () => {
     for (let i = 0; i < N; i++) {
       expect((await chat(keys.secret, { model: i % 2 ? 'pro' : 'flash', stream: i === 3 }, { 'x-inference-edge-feature': i < 4 ? 'chat' : 'summary' })).status).toBe(200);
     }
-    await settled();
-    const d = await drain();
+    await buffered(deployment.id, N);
+    const d = await drainAll();
     expect(d.moved).toBeGreaterThanOrEqual(N);
     const { rows } = await db.query('select count(*)::int as n, sum(tokens_in + tokens_out)::int as tokens, sum(cost_usd)::float8 as cost from usage_events where deployment_id = $1', [deployment.id]);
     expect(rows[0].n).toBe(N);
@@ -52,7 +53,7 @@ describe('usage pipeline', () => {
     const db = await sql();
     const { deployment, keys } = await createDeployment({ type: 'internal' });
     for (let i = 0; i < 5; i++) await chat(keys.secret);
-    await settled();
+    await buffered(deployment.id, 5);
     // A duplicate delivery of the last buffered event.
     const stream = `${stack.keyPrefix}:usage`;
     const last = await redis.xrevrange(stream, '+', '-', 'COUNT', 1);
@@ -60,7 +61,7 @@ describe('usage pipeline', () => {
     await redis.xadd(stream, '*', ...last[0]![1]);
     const results = await Promise.all([drain(), drain(), drain()]);
     expect(results.every((r) => typeof r.moved === 'number')).toBe(true);
-    expect((await drain()).remaining).toBe(0);
+    await drainAll();
     const { rows } = await db.query('select count(*)::int as n, count(distinct request_id)::int as ids from usage_events where deployment_id = $1', [deployment.id]);
     expect(rows[0]).toEqual({ n: 5, ids: 5 });
   });
@@ -69,8 +70,8 @@ describe('usage pipeline', () => {
     const db = await sql();
     const { deployment, keys } = await createDeployment({ type: 'internal' });
     await chat(keys.secret, { messages: [{ role: 'user', content: 'my secret plan is BLUEBIRD' }] });
-    await settled();
-    await drain();
+    await buffered(deployment.id, 1);
+    await drainAll();
     const { rows } = await db.query('select * from usage_events where deployment_id = $1', [deployment.id]);
     expect(rows).toHaveLength(1);
     expect(JSON.stringify(rows[0])).not.toMatch(/BLUEBIRD|deterministic answer/);
@@ -107,9 +108,8 @@ describe('track-deployment-usage', () => {
     const db = await sql();
     const { deployment, keys } = await createDeployment({ type: 'internal' });
     for (let i = 0; i < 2; i++) expect((await post(keys.secret, { deploymentId: deployment.id, metrics: { requests: 10, tokens: 10, errors: 4 } })).status).toBe(200);
-    await settled();
-    const { rows } = await db.query(`select type from alerts where deployment_id = $1`, [deployment.id]);
-    expect(rows.map((r) => r.type)).toEqual(['reported_error_rate']);
+    const alertTypes = async () => (await db.query(`select type from alerts where deployment_id = $1`, [deployment.id])).rows.map((r) => r.type);
+    await eventually(async () => expect(await alertTypes()).toEqual(['reported_error_rate']));
     const bad = await post(keys.secret, { deploymentId: deployment.id, metrics: { requests: -1, tokens: 0 } });
     expect(bad.status).toBe(400);
     expect((await bad.json()).error.param).toBe('metrics.requests');
@@ -171,8 +171,7 @@ describe('alert policies from live traffic', () => {
     if (s >= 50) await new Promise((r) => setTimeout(r, (61 - s) * 1000));
     await chat(keys.secret);
     expect((await chat(keys.secret)).status).toBe(429);
-    await settled();
     const bucket = Math.floor(Date.now() / 300_000);
-    expect(await redis.hget(`${stack.keyPrefix}:mt:${deployment.id}:${bucket}`, 'r429')).toBe('1');
+    await eventually(async () => expect(await redis.hget(`${stack.keyPrefix}:mt:${deployment.id}:${bucket}`, 'r429')).toBe('1'));
   });
 });
