@@ -42,7 +42,11 @@ describe('calendar windows', () => {
 
 describe('calendar windows against an independent oracle (the per-isolate cache must not change any answer)', () => {
   /** The local date at an instant, straight from Intl. */
-  const localDate = (ms: number, timeZone: string) => new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }).format(new Date(ms));
+  const formats = new Map<string, Intl.DateTimeFormat>();
+  const localDate = (ms: number, timeZone: string) => {
+    if (!formats.has(timeZone)) formats.set(timeZone, new Intl.DateTimeFormat('en-CA', { timeZone, year: 'numeric', month: '2-digit', day: '2-digit' }));
+    return formats.get(timeZone)!.format(new Date(ms));
+  };
   /** The first instant (to the second) after `ms` whose local date differs: the next local midnight. */
   const nextDayStart = (ms: number, timeZone: string) => {
     const today = localDate(ms, timeZone);
