@@ -107,6 +107,24 @@ describe('feature admin API', () => {
     expect((await chat(keys.secret)).status).toBe(200);
   });
 
+  it('previews a caller (POST /deployments/:id/evaluate) with the proxy\'s evaluation: cohorts, rollouts, reasons; refuses a bad context', async () => {
+    const { deployment } = await createDeployment({
+      type: 'internal',
+      features: { beta: { enabled: true, cohorts: ['internal', 'qa'] }, half: { enabled: true, rolloutPercentage: 50 }, off: false },
+    });
+    const preview = async (body: object) => (await admin('POST', `/deployments/${deployment.id}/evaluate`, body)).body.flags;
+    expect((await preview({ userId: 'u1', properties: { cohort: 'qa' } })).beta).toMatchObject({ enabled: true });
+    expect((await preview({ userId: 'u1', properties: { cohort: 'ga' } })).beta).toMatchObject({ enabled: false });
+    expect((await preview({ userId: 'u1' })).off).toMatchObject({ enabled: false, reason: 'DISABLED' });
+    // Sticky: the same user gets the same answer as shared/flags.ts computes, whatever the order of calls.
+    const { evaluateFlag } = await import('../shared/flags');
+    for (const userId of ['a', 'b', 'c', 'd']) expect((await preview({ userId })).half.enabled).toBe(evaluateFlag('half', { enabled: true, rolloutPercentage: 50 }, { userId }).enabled);
+    const bad = await admin('POST', `/deployments/${deployment.id}/evaluate`, { userId: 'u1', properties: { 'bad key!': 'x' } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.param).toMatch(/^properties/);
+    expect((await admin('POST', `/deployments/${deployment.id}/evaluate`, { userId: 'u1', extra: true })).status).toBe(400);
+  });
+
   it('embed and SDK config never carry a secret key', async () => {
     const { deployment, keys } = await createDeployment({ type: 'public' });
     const embed = await admin('GET', `/deployments/${deployment.id}/embed?publishableKey=${keys.publishable}`);
