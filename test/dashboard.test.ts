@@ -146,6 +146,32 @@ describe.skipIf(!haveBrowser)('admin dashboard (headless Chromium)', () => {
     expect(problems).toEqual([]);
   });
 
+  it('rotates the keys (shown once; the old secret key stops working on the proxy) and revokes one', async () => {
+    const name = `dash ${Math.random().toString(36).slice(2, 8)}`;
+    const { keys } = await createDeployment({ type: 'internal', name });
+    expect((await chat(keys.secret)).status).toBe(200);
+    await signIn();
+    await open(name);
+    expect(await page.locator('#keys tbody tr[data-state="active"]').count()).toBe(2);
+
+    page.once('dialog', (d) => void d.accept());
+    await page.getByRole('button', { name: 'Rotate keys' }).click();
+    await eventually(async () => expect(await page.locator('#status').textContent()).toBe('Rotated the keys.'));
+    const newSecret = (await page.locator('#new-sk').textContent())!;
+    expect(newSecret).toMatch(/^sk_test_/);
+    expect(await page.locator('#keys tbody tr[data-state="revoked"]').count()).toBe(2);
+    expect(await page.locator('#keys tbody tr[data-state="active"]').count()).toBe(2);
+    await eventually(async () => expect((await chat(keys.secret)).status).toBe(401));
+    expect((await chat(newSecret)).status).toBe(200);
+
+    // Revoke the new secret key from its row.
+    page.once('dialog', (d) => void d.accept());
+    await page.locator('#keys tbody tr[data-state="active"][data-kind="secret"]').getByRole('button', { name: 'Revoke' }).click();
+    await eventually(async () => expect(await page.locator('#keys tbody tr[data-state="active"][data-kind="secret"]').count()).toBe(0));
+    await eventually(async () => expect((await chat(newSecret)).status).toBe(401));
+    expect(problems).toEqual([]);
+  });
+
   it('applies a preset and throws the global kill switch (after a confirmation), then turns it back on', async () => {
     const name = `dash ${Math.random().toString(36).slice(2, 8)}`;
     const { deployment, keys } = await createDeployment({ type: 'internal', name });
