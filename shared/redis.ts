@@ -54,6 +54,8 @@ export function redisKeys(prefix: string) {
     totals: (deploymentId: string) => `${prefix}:tot:${deploymentId}`,
     /** Deployments that have totals or flag usage, for GET /metrics. */
     metricsIndex: () => `${prefix}:tot-index`,
+    /** Failed admin/metrics key checks of one client address (hashed) in one minute. */
+    adminFailures: (addressHash: string, minute: number) => `${prefix}:admin-fail:${addressHash}:${minute}`,
     /** A daily counter of one deployment, e.g. empty completions. */
     dailyCounter: (name: string, deploymentId: string, day: string) => `${prefix}:count:${name}:${deploymentId}:${day}`,
   };

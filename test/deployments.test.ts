@@ -15,6 +15,23 @@ describe('admin auth', () => {
     expect(body.error.code).toMatch(/admin_key/);
     expect(res.headers.get('x-request-id')).toBeTruthy();
   });
+
+  it('throttles key guessing per client address: 429 after 20 failures in a minute, even for the right key; others unaffected', async () => {
+    // Addresses of this test's own (Cloudflare sets CF-Connecting-IP; clients cannot), so no other test shares the count.
+    const guesser = `203.0.113.${Math.floor(Math.random() * 250) + 1}`;
+    const bystander = `198.51.100.${Math.floor(Math.random() * 250) + 1}`;
+    const get = (key: string, ip: string, path = '/deployments') => fetch(fn('feature-toggle', path), { headers: { authorization: `Bearer ${key}`, 'cf-connecting-ip': ip } });
+    // Stay inside one minute window, so the count is not split across two.
+    const s = new Date().getUTCSeconds();
+    if (s >= 50) await new Promise((r) => setTimeout(r, (61 - s) * 1000));
+    for (let i = 0; i < 20; i++) expect((await get(`wrong-key-${i}`, guesser)).status).toBe(401);
+    const refused = await get(stack.adminKey, guesser);
+    expect(refused.status).toBe(429);
+    expect((await refused.json()).error.code).toBe('too_many_failed_attempts');
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect((await get(stack.adminKey, guesser, '/metrics')).status).toBe(429); // the metrics key shares the throttle
+    expect((await get(stack.adminKey, bystander)).status).toBe(200);
+  }, 60_000);
 });
 
 describe('POST /deployments', () => {
