@@ -1,5 +1,6 @@
 import type { Redis } from '@upstash/redis/cloudflare';
 import { DEFAULT_RATE_LIMITS, type Deployment, type DeploymentType, type RateLimits } from './deployment';
+import { CounterBatch } from './counters';
 import { runScript, type LuaScript } from './lua';
 import type { RedisKeys } from './redis';
 
@@ -300,19 +301,18 @@ export function decide(checks: LimitCheck[], out: number[], now: number, mode: '
  * counted), or releases it (`actual` null: a failed call gives its tokens and cost back).
  */
 export async function settle(redis: Redis, reserved: LimitCheck[], actual: { tokens: number; costUsd: number } | null): Promise<void> {
-  const p = redis.pipeline();
-  settleInto(p, reserved, actual);
-  if (p.length()) await p.exec();
+  await settleInto(new CounterBatch(), reserved, actual).exec(redis);
 }
 
-/** The settle commands, added to a pipeline that carries the rest of the post-response work. */
-export function settleInto(p: ReturnType<Redis['pipeline']>, reserved: LimitCheck[], actual: { tokens: number; costUsd: number } | null): void {
+/** The settle writes, added to the batch that carries the rest of the post-response work. */
+export function settleInto(batch: CounterBatch, reserved: LimitCheck[], actual: { tokens: number; costUsd: number } | null): CounterBatch {
   for (const c of reserved) {
     if (c.measure === 'requests') continue;
     const real = actual === null ? 0 : c.measure === 'tokens' ? actual.tokens : Math.ceil(actual.costUsd * MICRO);
     const delta = real - c.amount;
-    if (delta !== 0) p.incrby(c.key, delta);
+    if (delta !== 0) batch.incrby(c.key, delta);
   }
+  return batch;
 }
 
 /** A short summary of windows for answers and headers. */

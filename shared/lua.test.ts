@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import * as breaker from './breaker';
+import * as counters from './counters';
 import * as limiter from './limiter';
 import * as lua from './lua';
 
-const scripts = { ...lua, ...breaker, ...limiter };
+const scripts = { ...lua, ...breaker, ...limiter, ...counters };
 
 describe('Lua scripts', () => {
   const pinned = Object.values(scripts).filter((v): v is lua.LuaScript => typeof v === 'object' && v !== null && 'sha1' in v && 'source' in v);

@@ -1,17 +1,16 @@
 import type { Redis } from '@upstash/redis/cloudflare';
 import { Breakers, type BreakerState } from './breaker';
+import type { CounterBatch } from './counters';
 import type { Bindings } from './env';
 import { globalSwitchOff } from './kill-switch';
 import type { RedisKeys } from './redis';
 
 /**
- * Prometheus metrics, cluster-wide. Every isolate adds to a few Redis hashes in the pipeline it
- * already sends after each answer (no round trip of its own); `GET /metrics` on feature-toggle
+ * Prometheus metrics, cluster-wide. Every isolate adds to a few Redis hashes in the batch it
+ * already sends after each answer (no round trip or command of its own); `GET /metrics` on feature-toggle
  * reads them back in one pipeline and renders the text exposition format (version 0.0.4).
  * Counters only ever grow, so Prometheus' rate() and increase() work across isolates and restarts.
  */
-
-type Pipeline = ReturnType<Redis['pipeline']>;
 
 /** Upper bounds (seconds) of the latency histogram buckets; +Inf is implied. */
 export const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] as const;
@@ -39,8 +38,8 @@ export const latencyBucket = (ms: number) => {
   return i < 0 ? '+Inf' : String(LATENCY_BUCKETS[i]);
 };
 
-/** Adds one call to its deployment's totals (same pipeline as the rest of the post-response work). */
-export function countTotals(p: Pipeline, keys: RedisKeys, deploymentId: string, t: CallTotals): void {
+/** Adds one call to its deployment's totals (same batch as the rest of the post-response work). */
+export function countTotals(p: CounterBatch, keys: RedisKeys, deploymentId: string, t: CallTotals): void {
   const key = keys.totals(deploymentId);
   const pm = `${part(t.provider)}|${part(t.model)}`;
   p.hincrby(key, `req|${pm}|${t.status}`, 1);

@@ -1,4 +1,5 @@
 import type { Redis } from '@upstash/redis/cloudflare';
+import type { CounterBatch } from './counters';
 import { rpc } from './db';
 import type { Config } from './env';
 import { log } from './log';
@@ -41,18 +42,16 @@ export interface UsageEvent {
 const STREAM_MAX = 2_000_000;
 export const DRAIN_BATCH = 500;
 
-type Pipeline = ReturnType<Redis['pipeline']>;
-
-/** Adds the event to a pipeline (no round trip of its own). */
-export function bufferUsage(p: Pipeline, keys: RedisKeys, event: UsageEvent): void {
-  p.xadd(keys.usageStream(), '*', { e: JSON.stringify(event) }, { trim: { type: 'MAXLEN', threshold: STREAM_MAX, comparison: '~' } });
+/** Adds the event to the post-response batch (no round trip of its own). */
+export function bufferUsage(batch: CounterBatch, keys: RedisKeys, event: UsageEvent): void {
+  batch.xadd(keys.usageStream(), STREAM_MAX, 'e', JSON.stringify(event));
 }
 
 /** The 5-minute metric bucket an instant falls in (alert policies read these). */
 export const metricBucket = (now: number) => Math.floor(now / 300_000);
 
-/** Counts a call in its deployment's 5-minute bucket (same pipeline). */
-export function countCall(p: Pipeline, keys: RedisKeys, deploymentId: string, now: number, m: { status: number; latencyMs: number; error: boolean }): void {
+/** Counts a call in its deployment's 5-minute bucket (same batch). */
+export function countCall(p: CounterBatch, keys: RedisKeys, deploymentId: string, now: number, m: { status: number; latencyMs: number; error: boolean }): void {
   const bucket = metricBucket(now);
   const key = keys.metrics(deploymentId, bucket);
   p.hincrby(key, 'requests', 1);

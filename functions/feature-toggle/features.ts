@@ -2,6 +2,7 @@ import { Hono, type Context } from 'hono';
 import * as z from 'zod/mini';
 import { adminAuth } from '../../shared/admin-auth';
 import type { AppEnv } from '../../shared/context';
+import { CounterBatch } from '../../shared/counters';
 import { rpc } from '../../shared/db';
 import { flagName, flagValueSchema, type Deployment } from '../../shared/deployment';
 import { loadConfig, type Config } from '../../shared/env';
@@ -60,10 +61,9 @@ function countUsage(c: Context<AppEnv>, deploymentId: string, results: Record<st
   const config = loadConfig(c.env);
   const keys = redisKeys(config.REDIS_KEY_PREFIX);
   const key = keys.flagUsage(deploymentId);
-  const p = redisClient(config).pipeline();
-  p.sadd(keys.metricsIndex(), deploymentId);
+  const p = new CounterBatch().sadd(keys.metricsIndex(), deploymentId);
   for (const [flag, r] of Object.entries(results)) p.hincrby(key, `${flag}|${r.variant ?? ''}|${r.enabled}`, 1);
-  c.executionCtx.waitUntil(p.exec().catch(() => undefined));
+  c.executionCtx.waitUntil(p.exec(redisClient(config)).catch(() => undefined));
 }
 
 const isKillSwitchOn = async (c: Context<AppEnv>) => {

@@ -1,6 +1,7 @@
 import type { Redis } from '@upstash/redis/cloudflare';
 import type { Context } from 'hono';
 import { breakerId } from '../../shared/breaker';
+import { CounterBatch } from '../../shared/counters';
 import type { AppEnv } from '../../shared/context';
 import { flagName, type Deployment } from '../../shared/deployment';
 import { ApiError } from '../../shared/errors';
@@ -167,12 +168,12 @@ export async function admit(c: Context<AppEnv>, input: ChatRequest, caller: Call
     // A comparison is not downgraded: it asked for those models, so a spent budget refuses it.
     if (!(decision.budget && budgets.onBudgetExhausted === 'downgrade') || caller.compare) {
       // Refusals count too: the alert policies watch 429s (any on an internal deployment, spikes).
-      const p = redis.pipeline();
+      const p = new CounterBatch();
       const status = decision.budget ? 402 : 429;
       const latencyMs = performance.now() - t0;
       countCall(p, keys, deployment.id, now, { status, latencyMs, error: false });
       countTotals(p, keys, deployment.id, { status, latencyMs, provider: null, model: null, tokensIn: 0, tokensOut: 0, costUsd: 0, fallbacks: 0, stalled: false, empty: false });
-      waitUntil(c, p.exec().catch(() => undefined));
+      waitUntil(c, p.exec(redis).catch(() => undefined));
       throw refusal(decision, now);
     }
     // Seed 004: "402: block or downgrade based on tier": serve on the cheapest tier instead.

@@ -1,5 +1,6 @@
 import type { Redis } from '@upstash/redis/cloudflare';
 import { checkBudgetWarnings } from '../../shared/alerts';
+import { CounterBatch } from '../../shared/counters';
 import type { Deployment } from '../../shared/deployment';
 import type { Config } from '../../shared/env';
 import { MICRO, settleInto, type LimitCheck, type LimitDecision } from '../../shared/limiter';
@@ -67,7 +68,8 @@ export function usageEvent(a: AfterResponse, r: UsageRecord): UsageEvent {
 }
 
 /**
- * Everything after the answer, in one Redis pipeline (one round trip, off the client's time): settle
+ * Everything after the answer, in one Redis command (a script applying a batch of writes, off the
+ * client's time): settle
  * the limiter's reservation with real usage (or release it when nothing was served), buffer the
  * usage event, count the call for the alert policies and for /metrics, and the flags for
  * feature_flag_usage_total.
@@ -78,7 +80,7 @@ export async function afterResponse(a: AfterResponse, record: UsageRecord): Prom
   const reserved: LimitCheck[] = a.decision?.reserved ?? [];
   const served = record.status < 400 || record.tokensOut > 0;
   const actual = served ? { tokens: record.tokensIn + record.tokensOut, costUsd: record.costUsd } : null;
-  const p = redis.pipeline();
+  const p = new CounterBatch();
   settleInto(p, reserved, actual);
   bufferUsage(p, keys, usageEvent(a, record));
   countCall(p, keys, deployment.id, now, { status: record.status, latencyMs: record.latencyMs, error: record.status >= 500 });
@@ -86,10 +88,10 @@ export async function afterResponse(a: AfterResponse, record: UsageRecord): Prom
   for (const [flag, on] of Object.entries(a.flags)) p.hincrby(keys.flagUsage(deployment.id), `${flag}||${on}`, 1);
   if (record.empty) {
     const key = keys.dailyCounter('empty_completions', deployment.id, new Date(now).toISOString().slice(0, 10));
-    p.incr(key);
+    p.incrby(key, 1);
     p.expire(key, 8 * 86_400);
   }
-  await p.exec();
+  await p.exec(redis);
   if (actual && a.decision) {
     const realAmount = (r: LimitCheck) => (r.measure === 'tokens' ? actual.tokens : r.measure === 'cost' ? Math.ceil(actual.costUsd * MICRO) : r.amount);
     const windows = a.decision.windows.map((w) => {
