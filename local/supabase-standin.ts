@@ -63,9 +63,11 @@ export async function startSupabaseStandIn(databaseUrl: string, serviceKey: stri
   };
 
   const broadcasts: SupabaseStandIn['broadcasts'] = [];
+  let rpcCount = 0; // RPC calls received (GET /_test/rpc-count): tests check the warm path makes none
   const server = createServer(async (req, res) => {
     try {
       if (req.url === '/_test/broadcasts' && req.method === 'GET') return send(res, 200, broadcasts);
+      if (req.url === '/_test/rpc-count' && req.method === 'GET') return send(res, 200, { count: rpcCount });
       const key = req.headers.apikey ?? String(req.headers.authorization ?? '').replace(/^Bearer\s+/i, '');
       if (key !== serviceKey) return send(res, 401, { code: 'PGRST301', message: 'invalid API key', details: null, hint: null });
       // Realtime's REST broadcast: recorded, so the local stack and tests can see what clients would get.
@@ -79,6 +81,7 @@ export async function startSupabaseStandIn(databaseUrl: string, serviceKey: stri
       const m = /^\/rest\/v1\/rpc\/([^/?]+)/.exec(req.url ?? '');
       if (!m || req.method !== 'POST') return send(res, 404, { code: 'PGRST202', message: `no route ${req.method} ${req.url}`, details: null, hint: null });
       const fn = m[1]!;
+      rpcCount++;
       const raw = await readBody(req);
       const args = (raw ? JSON.parse(raw) : {}) as Record<string, unknown>;
       if (!IDENT.test(fn) || !Object.keys(args).every((a) => IDENT.test(a))) {

@@ -7,6 +7,7 @@ import { close, listen, readBody } from './net';
  * Test and dev plumbing, not product code: the Upstash Redis REST protocol over a real Redis, so the
  * Workers run the real @upstash/redis client locally. Covers POST / (one command), /pipeline and
  * /multi-exec, Bearer auth, and `Upstash-Encoding: base64` (the client decodes every string reply).
+ * `GET /_stats` (same token) counts what arrived: HTTP round trips and commands, as Upstash bills them.
  */
 export interface UpstashStandIn {
   url: string;
@@ -67,16 +68,25 @@ export async function startUpstashStandIn(redisUrl: string, token: string): Prom
     res.end(JSON.stringify(body));
   };
 
+  const stats = { requests: 0, commands: 0, byCommand: {} as Record<string, number> };
+  const count = (cmd: unknown[]) => {
+    const name = String(cmd[0] ?? '').toUpperCase();
+    stats.byCommand[name] = (stats.byCommand[name] ?? 0) + 1;
+  };
   const server = createServer(async (req, res) => {
     try {
       if (req.headers.authorization !== `Bearer ${token}`) return send(res, 401, { error: 'Unauthorized' });
+      if (req.method === 'GET' && req.url === '/_stats') return send(res, 200, stats);
       if (req.method !== 'POST') return send(res, 405, { error: 'only POST is supported' });
       const base64 = String(req.headers['upstash-encoding'] ?? '').toLowerCase() === 'base64';
       const body = JSON.parse(await readBody(req)) as unknown;
       if (redis.status !== 'ready') return send(res, 503, { error: `redis unavailable (${redis.status})` });
       const path = (req.url ?? '/').split('?')[0];
+      stats.requests++;
       if (path === '/pipeline' || path === '/multi-exec') {
         if (!Array.isArray(body) || !body.every(Array.isArray)) return send(res, 400, { error: 'body must be an array of commands' });
+        stats.commands += body.length;
+        for (const cmd of body as unknown[][]) count(cmd);
         if (path === '/multi-exec') {
           const multi = redis.multi();
           for (const cmd of body as unknown[][]) {
@@ -90,6 +100,8 @@ export async function startUpstashStandIn(redisUrl: string, token: string): Prom
         return send(res, 200, replies.map((r) => envelope(r, base64)));
       }
       if (!Array.isArray(body)) return send(res, 400, { error: 'body must be a command array like ["GET","key"]' });
+      stats.commands++;
+      count(body);
       const reply = await run(body);
       return send(res, reply instanceof Error ? 400 : 200, envelope(reply, base64));
     } catch (err) {

@@ -1,5 +1,6 @@
 import type { Redis } from '@upstash/redis/cloudflare';
 import { log } from './log';
+import type { CounterBatch } from './counters';
 import { runScript, type LuaScript } from './lua';
 import type { RedisKeys } from './redis';
 
@@ -116,6 +117,18 @@ export class Breakers {
   }
 
   /** Records a call's outcome; logs transitions. Never throws (a breaker must not fail a request). */
+  /**
+   * A successful call on a breaker that was closed when the request read it: only its call count
+   * moves (for the failure-ratio rule), so the write joins the request's post-response batch instead
+   * of a script call of its own. Anything else (a probe, an open or half-open breaker, Redis down)
+   * goes through `record`. Returns whether the batch took it.
+   */
+  recordSuccessInto(batch: CounterBatch, id: string, stateRead: string | null | undefined, cfg: BreakerConfig, redisDown: boolean): boolean {
+    if (redisDown || stateRead) return false;
+    batch.incrInWindow(breakerKeys(this.keys, id).calls, cfg.windowMs);
+    return true;
+  }
+
   async record(id: string, ok: boolean, cfg: BreakerConfig, redisDown: boolean): Promise<string> {
     const now = this.now();
     if (redisDown) return this.recordLocal(id, ok, cfg, now);

@@ -3,7 +3,8 @@ import { runScript, type LuaScript } from './lua';
 
 /**
  * The post-response writes of a call (settle the reservation, buffer the usage event, count it for
- * the alert policies and /metrics, count flag evaluations) as ONE Redis command: a script that
+ * the alert policies and /metrics, count flag evaluations, count a breaker's successful call) as ONE
+ * Redis command: a script that
  * applies a list of increments. A pipeline would send the same work as ~25 commands, and Upstash
  * bills per command, so this makes the Redis bill of a proxied call about ten times smaller; it
  * also leaves one command, not twenty-five, for Redis to parse. All keys are passed in KEYS.
@@ -20,6 +21,9 @@ while i <= n do
     i = i + 4
   elseif op == 'incrby' then
     redis.call('INCRBY', key, ARGV[i + 2])
+    i = i + 3
+  elseif op == 'incrwin' then
+    if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, ARGV[i + 2]) end
     i = i + 3
   elseif op == 'expire' then
     redis.call('EXPIRE', key, ARGV[i + 2])
@@ -39,7 +43,7 @@ return n`;
 export const APPLY_COUNTERS: LuaScript = {
   name: 'apply_counters',
   source: SOURCE,
-  sha1: '9ee1cb6ed718670601eb9b62f11761cb86079166',
+  sha1: '1c347259f696083ad2634ab74eab965fa3c39cfe',
 };
 
 /** Writes collected in memory, sent as one script call by `exec`. */
@@ -65,6 +69,12 @@ export class CounterBatch {
 
   incrby(key: string, by: number): this {
     this.ops.push('incrby', this.key(key), Math.round(by));
+    return this;
+  }
+
+  /** INCR, and PEXPIRE `windowMs` when the counter is new: a count over a fixed window. */
+  incrInWindow(key: string, windowMs: number): this {
+    this.ops.push('incrwin', this.key(key), Math.ceil(windowMs));
     return this;
   }
 

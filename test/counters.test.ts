@@ -12,7 +12,7 @@ const k = (name: string) => `${stack.keyPrefix}_cnt:${name}:${Math.random().toSt
 
 describe('CounterBatch (one script call)', () => {
   it('applies every kind of write, in order, with keys used several times', async () => {
-    const [h, c, s, x] = [k('h'), k('c'), k('s'), k('x')];
+    const [h, c, s, x, w] = [k('h'), k('c'), k('s'), k('x'), k('w')];
     await new CounterBatch()
       .hincrby(h, 'req|mock|m|200', 1)
       .hincrby(h, 'req|mock|m|200', 2)
@@ -20,6 +20,8 @@ describe('CounterBatch (one script call)', () => {
       .incrby(c, 5)
       .incrby(c, -2)
       .expire(c, 90)
+      .incrInWindow(w, 60_000)
+      .incrInWindow(w, 60_000)
       .sadd(s, 'dep-1')
       .sadd(s, 'dep-1')
       .xadd(x, 1000, 'e', '{"request_id":"r1"}')
@@ -31,6 +33,10 @@ describe('CounterBatch (one script call)', () => {
     expect(ttl).toBeGreaterThan(80);
     expect(ttl).toBeLessThanOrEqual(90);
     expect(await redis.smembers(s)).toEqual(['dep-1']);
+    expect(await redis.get(w)).toBe('2');
+    const pttl = await redis.pttl(w); // set once, by the first increment
+    expect(pttl).toBeGreaterThan(50_000);
+    expect(pttl).toBeLessThanOrEqual(60_000);
     expect((await redis.xrange(x, '-', '+')).map(([, f]) => f)).toEqual([['e', '{"request_id":"r1"}'], ['e', '{"request_id":"r2"}']]);
   });
 

@@ -1,6 +1,6 @@
 import type { Redis } from '@upstash/redis/cloudflare';
 import { checkBudgetWarnings } from '../../shared/alerts';
-import { CounterBatch } from '../../shared/counters';
+import type { CounterBatch } from '../../shared/counters';
 import type { Deployment } from '../../shared/deployment';
 import type { Config } from '../../shared/env';
 import { MICRO, settleInto, type LimitCheck, type LimitDecision } from '../../shared/limiter';
@@ -44,6 +44,8 @@ export interface AfterResponse {
   now: number;
   flags: Record<string, boolean>;
   decision: LimitDecision | undefined;
+  /** The request's post-response writes so far (a dispatch adds its breakers' successes). */
+  batch: CounterBatch;
 }
 
 /** A call's usage record as it starts: what admission decided; the dispatch fills in the rest. */
@@ -80,7 +82,7 @@ export async function afterResponse(a: AfterResponse, record: UsageRecord): Prom
   const reserved: LimitCheck[] = a.decision?.reserved ?? [];
   const served = record.status < 400 || record.tokensOut > 0;
   const actual = served ? { tokens: record.tokensIn + record.tokensOut, costUsd: record.costUsd } : null;
-  const p = new CounterBatch();
+  const p = a.batch;
   settleInto(p, reserved, actual);
   bufferUsage(p, keys, usageEvent(a, record));
   countCall(p, keys, deployment.id, now, { status: record.status, latencyMs: record.latencyMs, error: record.status >= 500 });

@@ -4,6 +4,7 @@ import type { AppEnv } from '../../shared/context';
 import { loadConfig } from '../../shared/env';
 import { ApiError } from '../../shared/errors';
 import { Breakers, breakerId } from '../../shared/breaker';
+import { CounterBatch } from '../../shared/counters';
 import { authenticate } from '../../shared/key-auth';
 import { log } from '../../shared/log';
 import type { ChatCompletion, ChatRequest, Usage } from '../../shared/openai-types';
@@ -121,9 +122,10 @@ export const chatRoutes = new Hono<AppEnv>().post('/v1/chat/completions', async 
     })),
     redisDown: redisDegraded,
     background: [],
+    batch: new CounterBatch(),
   };
   const record = newUsageRecord(ctx.requestId, deployment.id, prep);
-  const after: AfterResponse = { config, redis, keys, deployment, caller, now, decision, flags: prep.flags };
+  const after: AfterResponse = { config, redis, keys, deployment, caller, now, decision, flags: prep.flags, batch: ctx.batch };
   const finish = () => {
     waitUntil(c, Promise.allSettled(ctx.background));
     waitUntil(c, afterResponse(after, record).catch((err: Error) => log('warn', 'post_response.failed', { requestId: record.requestId, error: err.message })));

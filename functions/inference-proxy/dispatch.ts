@@ -1,4 +1,5 @@
 import { breakerId, DEFAULT_BREAKER, type BreakerConfig, type Breakers } from '../../shared/breaker';
+import type { CounterBatch } from '../../shared/counters';
 import type { Bindings } from '../../shared/env';
 import { ApiError } from '../../shared/errors';
 import { log } from '../../shared/log';
@@ -64,6 +65,8 @@ export interface DispatchContext {
   redisDown: boolean;
   /** Background work (breaker outcomes) to hand to waitUntil. */
   background: Promise<unknown>[];
+  /** The request's post-response writes (sent as one command after the answer). */
+  batch: CounterBatch;
   random?: () => number;
   sleep?: (ms: number) => Promise<void>;
 }
@@ -223,7 +226,9 @@ export async function dispatch(req: ChatRequest, candidates: Candidate[], policy
     for (let i = 0; i < policy.attempts; i++) {
       try {
         const answer = await attempt(provider, target, req, policy, ctx);
-        ctx.background.push(ctx.breakers.record(id, true, policy.breaker, ctx.redisDown));
+        if (!ctx.breakers.recordSuccessInto(ctx.batch, id, ctx.breakerReads.get(id), policy.breaker, ctx.redisDown)) {
+          ctx.background.push(ctx.breakers.record(id, true, policy.breaker, ctx.redisDown));
+        }
         return { answer: { ...answer, downgradedTo }, fallbacks, retries, skipped };
       } catch (err) {
         if (!(err instanceof ProviderError)) throw err;
