@@ -4,10 +4,9 @@ import { runScript, type LuaScript } from './lua';
 /**
  * The post-response writes of a call (settle the reservation, buffer the usage event, count it for
  * the alert policies and /metrics, count flag evaluations, count a breaker's successful call) as ONE
- * Redis command: a script that
- * applies a list of increments. A pipeline sent the same work as 20 commands, and Upstash bills
- * per command, so a proxied call went from 22 Redis commands to 2 (test/hot-path.test.ts); it
- * also leaves one command, not twenty-five, for Redis to parse. All keys are passed in KEYS.
+ * Redis command: a script that applies a list of increments. A pipeline sent the same work as 20
+ * commands, and Upstash bills per command, so a proxied call went from 22 Redis commands to 2
+ * (test/hot-path.test.ts). All keys are passed in KEYS.
  *
  * ARGV is a flat list of operations: an opcode, the key's index in KEYS, then its arguments.
  */
