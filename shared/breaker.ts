@@ -1,6 +1,6 @@
 import type { Redis } from '@upstash/redis/cloudflare';
-import { log } from './log';
 import type { CounterBatch } from './counters';
+import { log } from './log';
 import { runScript, type LuaScript } from './lua';
 import type { RedisKeys } from './redis';
 
@@ -116,7 +116,6 @@ export class Breakers {
     return { allowed: won === 'OK', state, probe: won === 'OK' };
   }
 
-  /** Records a call's outcome; logs transitions. Never throws (a breaker must not fail a request). */
   /**
    * A successful call on a breaker that was closed when the request read it: only its call count
    * moves (for the failure-ratio rule), so the write joins the request's post-response batch instead
@@ -129,6 +128,7 @@ export class Breakers {
     return true;
   }
 
+  /** Records a call's outcome; logs transitions. Never throws (a breaker must not fail a request). */
   async record(id: string, ok: boolean, cfg: BreakerConfig, redisDown: boolean): Promise<string> {
     const now = this.now();
     if (redisDown) return this.recordLocal(id, ok, cfg, now);

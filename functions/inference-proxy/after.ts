@@ -70,12 +70,10 @@ export function usageEvent(a: AfterResponse, r: UsageRecord): UsageEvent {
 }
 
 /**
- * Everything after the answer, in one Redis command (a script applying a batch of writes, off the
- * client's time): settle
- * the limiter's reservation with real usage (or release it when nothing was served), buffer the
- * usage event, count the call for the alert policies and for /metrics, and the flags for
- * feature_flag_usage_total.
- * Then budget warnings, with the windows as settled.
+ * Everything after the answer, off the client's time, in one Redis command (the request's batch,
+ * applied by one script): settle the limiter's reservation with real usage (or release it when
+ * nothing was served), buffer the usage event, count the call for the alert policies and /metrics,
+ * and the flags for feature_flag_usage_total. Then budget warnings, with the windows as settled.
  */
 export async function afterResponse(a: AfterResponse, record: UsageRecord): Promise<void> {
   const { redis, keys, deployment, now } = a;
