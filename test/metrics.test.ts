@@ -126,6 +126,22 @@ describe('GET /metrics (feature-toggle)', () => {
     expect(sum(samples, 'inference_edge_cost_usd_total', mine)).toBeCloseTo(rows[0].cost, 5);
   });
 
+  it('counts refusals of a known deployment by status: a feature kill switch (503), a bad request (400)', async () => {
+    const { deployment, keys } = await createDeployment({ type: 'public', features: { summary: false } }); // public: streaming on, vision off
+    const mine = { deployment: deployment.id, provider: 'none', model: 'none' };
+    expect((await proxyChat(keys.secret, { model: 'flash', messages: [{ role: 'user', content: 'hi' }] }, { headers: { 'x-inference-edge-feature': 'summary' } })).status).toBe(503);
+    const image = [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/x.png' } }] }];
+    expect((await proxyChat(keys.secret, { model: 'flash', messages: image })).status).toBe(400);
+    let samples: Sample[] = [];
+    for (let i = 0; i < 50; i++) {
+      ({ samples } = parseExposition((await scrape(stack.metricsKey)).text));
+      if (sum(samples, 'inference_edge_requests_total', { deployment: deployment.id }) >= 2) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(sum(samples, 'inference_edge_requests_total', { ...mine, code: '503' })).toBe(1);
+    expect(sum(samples, 'inference_edge_requests_total', { ...mine, code: '400' })).toBe(1);
+  });
+
   it('shows a breaker that opened as a gauge, and the fallbacks around it', async () => {
     const f = fakeScope();
     const target = (provider: string, model: string) => ({ provider, model, priceInputPerMTok: 1, priceOutputPerMTok: 2 });

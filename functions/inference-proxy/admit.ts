@@ -136,53 +136,60 @@ export async function admit(c: Context<AppEnv>, input: ChatRequest, caller: Call
       return reads;
     },
   });
-  const auth = c.get('auth');
-  const { deployment, reads, redisDegraded } = auth;
-  // A reservation made for a stale copy of the deployment (its config changed meanwhile) is given back.
-  let prep = prepared.findLast((p) => p.deployment === deployment);
-  const stale = prepared.filter((p) => p !== prep && p.decision?.reserved.length);
-  if (stale.length) waitUntil(c, Promise.all(stale.map((p) => settle(redis, p.decision!.reserved, null))));
-  const release = () => prep?.decision?.reserved.length && waitUntil(c, settle(redis, prep.decision.reserved, null));
+  const { deployment, reads, redisDegraded } = c.get('auth');
   try {
-    if (prepareError && !prep) throw prepareError;
-    assertCallerTrusted(c);
-    prep ??= prepare(input, deployment, caller, keys, now, { env: c.env as unknown as Record<string, unknown> }); // Redis unreachable: the round trip never ran
-    assertInferenceEnabled(c.env, reads.get(keys.globalKillSwitch()), prep.flags.inference !== false, prep.featureSwitch);
+    // A reservation made for a stale copy of the deployment (its config changed meanwhile) is given back.
+    let prep = prepared.findLast((p) => p.deployment === deployment);
+    const stale = prepared.filter((p) => p !== prep && p.decision?.reserved.length);
+    if (stale.length) waitUntil(c, Promise.all(stale.map((p) => settle(redis, p.decision!.reserved, null))));
+    const release = () => prep?.decision?.reserved.length && waitUntil(c, settle(redis, prep.decision.reserved, null));
+    try {
+      if (prepareError && !prep) throw prepareError;
+      assertCallerTrusted(c);
+      prep ??= prepare(input, deployment, caller, keys, now, { env: c.env as unknown as Record<string, unknown> }); // Redis unreachable: the round trip never ran
+      assertInferenceEnabled(c.env, reads.get(keys.globalKillSwitch()), prep.flags.inference !== false, prep.featureSwitch);
+    } catch (err) {
+      release();
+      throw err;
+    }
+
+    let decision = prep.decision;
+    if (!decision) {
+      // Redis unreachable: the deployment's explicit policy decides (fail closed for public by default).
+      const policy = deployment.rateLimits.onRedisUnavailable ?? (deployment.type === 'internal' ? 'failOpen' : 'failClosed');
+      c.header('x-inference-edge-limiter', 'degraded');
+      log('warn', 'limiter.degraded', { requestId: c.get('requestId'), deploymentId: deployment.id, policy });
+      if (policy === 'failClosed') throw new ApiError(503, 'limiter_unavailable', 'Usage limits cannot be checked right now, so this deployment refuses calls; try again shortly.', null, { 'retry-after': '5' });
+      if (!emergencyAllow(deployment.id, prep.limits.requestsPerMinute ?? 60, now)) {
+        throw new ApiError(429, 'rate_limit_exceeded', 'Rate limit reached (emergency limit while limits cannot be shared); retry shortly.', null, { 'retry-after': '60' });
+      }
+    } else if (!decision.allowed) {
+      const budgets = deployment.budgets as { onBudgetExhausted?: string };
+      // A comparison is not downgraded: it asked for those models, so a spent budget refuses it.
+      if (!(decision.budget && budgets.onBudgetExhausted === 'downgrade') || caller.compare) {
+        throw refusal(decision, now);
+      }
+      // Seed 004: "402: block or downgrade based on tier": serve on the cheapest tier instead.
+      prep = prepare(input, deployment, caller, keys, now, { downgrade: true, env: c.env as unknown as Record<string, unknown> });
+      decision = (await reserve(redis, prep.checks, now, 'reserve')).decision;
+      prep.decision = decision;
+      if (!decision.allowed) throw refusal(decision, now);
+      c.header('x-inference-edge-budget', 'downgraded');
+    }
+    for (const [k, v] of Object.entries(limitHeaders(decision?.windows ?? [], now))) c.header(k, v);
+    return { deployment, prep, decision, reads, redisDegraded };
   } catch (err) {
-    release();
+    // Every refusal of a known deployment is counted in /metrics by status (one command, after the
+    // answer); limit refusals also in the alert policies' 5-minute counters, which watch 429s. Never
+    // as errors: a limit, a kill switch or a bad request is the gateway doing its job.
+    if (err instanceof ApiError) {
+      const status = err.status;
+      const latencyMs = performance.now() - t0;
+      const batch = new CounterBatch();
+      if (status === 429 || status === 402) countCall(batch, keys, deployment.id, now, { status, latencyMs, error: false });
+      countTotals(batch, keys, deployment.id, { status, latencyMs, provider: null, model: null, tokensIn: 0, tokensOut: 0, costUsd: 0, fallbacks: 0, stalled: false, empty: false });
+      waitUntil(c, batch.exec(redis).catch(() => undefined));
+    }
     throw err;
   }
-
-  let decision = prep.decision;
-  if (!decision) {
-    // Redis unreachable: the deployment's explicit policy decides (fail closed for public by default).
-    const policy = deployment.rateLimits.onRedisUnavailable ?? (deployment.type === 'internal' ? 'failOpen' : 'failClosed');
-    c.header('x-inference-edge-limiter', 'degraded');
-    log('warn', 'limiter.degraded', { requestId: c.get('requestId'), deploymentId: deployment.id, policy });
-    if (policy === 'failClosed') throw new ApiError(503, 'limiter_unavailable', 'Usage limits cannot be checked right now, so this deployment refuses calls; try again shortly.', null, { 'retry-after': '5' });
-    if (!emergencyAllow(deployment.id, prep.limits.requestsPerMinute ?? 60, now)) {
-      throw new ApiError(429, 'rate_limit_exceeded', 'Rate limit reached (emergency limit while limits cannot be shared); retry shortly.', null, { 'retry-after': '60' });
-    }
-  } else if (!decision.allowed) {
-    const budgets = deployment.budgets as { onBudgetExhausted?: string };
-    // A comparison is not downgraded: it asked for those models, so a spent budget refuses it.
-    if (!(decision.budget && budgets.onBudgetExhausted === 'downgrade') || caller.compare) {
-      // Refusals count too: the alert policies watch 429s (any on an internal deployment, spikes).
-      const p = new CounterBatch();
-      const status = decision.budget ? 402 : 429;
-      const latencyMs = performance.now() - t0;
-      countCall(p, keys, deployment.id, now, { status, latencyMs, error: false });
-      countTotals(p, keys, deployment.id, { status, latencyMs, provider: null, model: null, tokensIn: 0, tokensOut: 0, costUsd: 0, fallbacks: 0, stalled: false, empty: false });
-      waitUntil(c, p.exec(redis).catch(() => undefined));
-      throw refusal(decision, now);
-    }
-    // Seed 004: "402: block or downgrade based on tier": serve on the cheapest tier instead.
-    prep = prepare(input, deployment, caller, keys, now, { downgrade: true, env: c.env as unknown as Record<string, unknown> });
-    decision = (await reserve(redis, prep.checks, now, 'reserve')).decision;
-    prep.decision = decision;
-    if (!decision.allowed) throw refusal(decision, now);
-    c.header('x-inference-edge-budget', 'downgraded');
-  }
-  for (const [k, v] of Object.entries(limitHeaders(decision?.windows ?? [], now))) c.header(k, v);
-  return { deployment, prep, decision, reads, redisDegraded };
 }
