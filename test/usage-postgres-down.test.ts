@@ -1,5 +1,7 @@
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, type Stack } from '../local/stack';
+import { eventually } from './helpers';
 import { privatePostgresAvailable, startPrivatePostgres, type PrivatePostgres } from './private-postgres';
 
 /**
@@ -29,6 +31,15 @@ describe.skipIf(!privatePostgresAvailable())('usage while Postgres is down', () 
     }).then((r) => r.status);
   const drain = () =>
     fetch(`${own.functionUrl('track-deployment-usage')}/drain`, { method: 'POST', headers: { authorization: `Bearer ${own.adminKey}` } }).then(async (r) => ({ status: r.status, body: await r.json() }));
+  /** Usage events waiting in this stack's Redis buffer. */
+  const buffered = async () => {
+    const redis = new Redis(own.redisUrl);
+    try {
+      return await redis.xlen(`${own.keyPrefix}:usage`);
+    } finally {
+      redis.disconnect();
+    }
+  };
   const count = async () => {
     const { default: pgLib } = await import('pg');
     const client = new pgLib.Client({ connectionString: pg.url });
@@ -42,14 +53,14 @@ describe.skipIf(!privatePostgresAvailable())('usage while Postgres is down', () 
 
   it('loses nothing and counts nothing twice', async () => {
     expect(await chat()).toBe(200); // warm caches while the database is up
-    await new Promise((r) => setTimeout(r, 300));
+    await eventually(async () => expect(await buffered()).toBe(1)); // post-response work lands after the answer
     expect((await drain()).body.moved).toBe(1);
 
     pg.stop();
     const statuses = [];
     for (let i = 0; i < 12; i++) statuses.push(await chat());
     expect(statuses.every((s) => s === 200)).toBe(true);
-    await new Promise((r) => setTimeout(r, 300));
+    await eventually(async () => expect(await buffered()).toBe(12));
     const failed = await drain();
     expect(failed.status).toBe(503); // nothing acknowledged: the events stay buffered
 
