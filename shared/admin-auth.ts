@@ -1,5 +1,5 @@
 import type { Context, MiddlewareHandler } from 'hono';
-import { constantTimeEqual } from './api-keys';
+import { bearerToken, constantTimeEqual } from './api-keys';
 import type { AppEnv } from './context';
 import { loadConfig, type Config } from './env';
 import { ApiError } from './errors';
@@ -40,20 +40,30 @@ export function failedSecretThrottle(c: Context<AppEnv>, config: Config) {
 }
 
 /**
- * `Authorization: Bearer <ADMIN_API_KEY>`, compared in constant time, with failed guesses throttled. The optional
+ * `Authorization: Bearer <secret>` against the secrets a route accepts, each compared in constant
+ * time, with failed guesses throttled. `name` words the errors: `missing_<name>_key` with `hint`,
+ * `invalid_<name>_key`.
+ */
+export async function assertBearerSecret(c: Context<AppEnv>, config: Config, name: string, accepted: (string | undefined)[], hint: string): Promise<void> {
+  const token = bearerToken(c.req.header('authorization'));
+  if (!token) throw new ApiError(401, `missing_${name}_key`, hint);
+  const throttle = failedSecretThrottle(c, config);
+  await throttle.assertAllowed();
+  const matches = await Promise.all(accepted.filter((s): s is string => Boolean(s)).map((s) => constantTimeEqual(token, s)));
+  if (!matches.includes(true)) {
+    await throttle.recordFailure();
+    throw new ApiError(401, `invalid_${name}_key`, `The ${name} key is not valid.`);
+  }
+}
+
+/**
+ * `Authorization: Bearer <ADMIN_API_KEY>` (see assertBearerSecret). The optional
  * `X-Inference-Edge-Actor` header (say, the dashboard user's email) names who acts in the audit log.
  */
 export const adminAuth = (): MiddlewareHandler<AppEnv> =>
   async function adminAuth(c, next) {
     const config = loadConfig(c.env);
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header('authorization') ?? '');
-    if (!m) throw new ApiError(401, 'missing_admin_key', 'Send the admin key as "Authorization: Bearer <ADMIN_API_KEY>".');
-    const throttle = failedSecretThrottle(c, config);
-    await throttle.assertAllowed();
-    if (!(await constantTimeEqual(m[1]!, config.ADMIN_API_KEY))) {
-      await throttle.recordFailure();
-      throw new ApiError(401, 'invalid_admin_key', 'The admin key is not valid.');
-    }
+    await assertBearerSecret(c, config, 'admin', [config.ADMIN_API_KEY], 'Send the admin key as "Authorization: Bearer <ADMIN_API_KEY>".');
     const actor = c.req.header('x-inference-edge-actor');
     if (actor !== undefined && !ACTOR_PATTERN.test(actor)) {
       throw new ApiError(400, 'invalid_actor', 'X-Inference-Edge-Actor must be 1-100 characters of letters, digits and ._@+:-', 'X-Inference-Edge-Actor');

@@ -65,3 +65,9 @@ export async function newKeyPair(environment: Environment): Promise<NewKey[]> {
     }),
   );
 }
+
+/** The token of an `Authorization: Bearer <token>` header, or null. */
+export function bearerToken(header: string | undefined): string | null {
+  const m = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+  return m ? m[1]! : null;
+}

@@ -1,5 +1,5 @@
 import type { Context, MiddlewareHandler } from 'hono';
-import { parseApiKey, sha256Hex, type Environment, type KeyKind } from './api-keys';
+import { bearerToken, type Environment, type KeyKind, parseApiKey, sha256Hex } from './api-keys';
 import type { AppEnv } from './context';
 import { rpc } from './db';
 import type { Deployment } from './deployment';
@@ -169,11 +169,6 @@ export interface KeyAuthOptions extends AuthHooks {
   requireOrigin?: boolean;
 }
 
-function bearer(header: string | undefined): string | null {
-  const m = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-  return m ? m[1]! : null;
-}
-
 /**
  * Authenticates a deployment key (`Authorization: Bearer pk_…|sk_…`). A publishable key is accepted
  * only from one of the deployment's allowed origins; a key never acts outside its environment.
@@ -190,7 +185,7 @@ export const deploymentKeyAuth = (options: KeyAuthOptions = {}): MiddlewareHandl
  * Sets `auth` on the context and returns it.
  */
 export async function authenticate(c: Context<AppEnv>, { kinds = ['publishable', 'secret'], requireOrigin = true, ...hooks }: KeyAuthOptions = {}): Promise<KeyAuth> {
-  const raw = bearer(c.req.header('authorization'));
+  const raw = bearerToken(c.req.header('authorization'));
   if (!raw) throw new ApiError(401, 'missing_api_key', 'Send your deployment key as "Authorization: Bearer <key>".');
   const shape = parseApiKey(raw);
   if (!shape) throw new ApiError(401, 'invalid_api_key', 'The API key is malformed; keys look like sk_test_… or pk_live_….');

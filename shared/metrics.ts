@@ -68,7 +68,8 @@ class Exposition {
     return this;
   }
 
-  sample(family: string, name: string, l: Record<string, string>, value: number) {
+  /** A sample of family `name` (a histogram's `_bucket`/`_sum`/`_count` lines name their family). */
+  sample(name: string, l: Record<string, string>, value: number, family = name) {
     this.families.get(family)!.lines.push(`${name}${labels(l)} ${Number.isFinite(value) ? value : 0}`);
   }
 
@@ -115,32 +116,32 @@ export async function renderMetrics(env: Bindings, redis: Redis, keys: RedisKeys
     for (const [field, raw] of Object.entries(h)) {
       const value = Number(raw);
       const [kind, a, b, c] = field.split('|');
-      if (kind === 'req') x.sample('inference_edge_requests_total', 'inference_edge_requests_total', { deployment, provider: a!, model: b!, code: c! }, value);
-      else if (kind === 'tin' || kind === 'tout') x.sample('inference_edge_tokens_total', 'inference_edge_tokens_total', { deployment, provider: a!, model: b!, direction: kind === 'tin' ? 'input' : 'output' }, value);
-      else if (kind === 'cost') x.sample('inference_edge_cost_usd_total', 'inference_edge_cost_usd_total', { deployment, provider: a!, model: b! }, value / 1_000_000);
+      if (kind === 'req') x.sample('inference_edge_requests_total', { deployment, provider: a!, model: b!, code: c! }, value);
+      else if (kind === 'tin' || kind === 'tout') x.sample('inference_edge_tokens_total', { deployment, provider: a!, model: b!, direction: kind === 'tin' ? 'input' : 'output' }, value);
+      else if (kind === 'cost') x.sample('inference_edge_cost_usd_total', { deployment, provider: a!, model: b! }, value / 1_000_000);
       else if (kind === 'lat') buckets.set(a!, value);
-      else if (kind === 'fallbacks') x.sample('inference_edge_fallbacks_total', 'inference_edge_fallbacks_total', { deployment }, value);
-      else if (kind === 'stalled') x.sample('inference_edge_stalled_streams_total', 'inference_edge_stalled_streams_total', { deployment }, value);
-      else if (kind === 'empty') x.sample('inference_edge_empty_completions_total', 'inference_edge_empty_completions_total', { deployment }, value);
+      else if (kind === 'fallbacks') x.sample('inference_edge_fallbacks_total', { deployment }, value);
+      else if (kind === 'stalled') x.sample('inference_edge_stalled_streams_total', { deployment }, value);
+      else if (kind === 'empty') x.sample('inference_edge_empty_completions_total', { deployment }, value);
     }
     if (buckets.size) {
       const name = 'inference_edge_request_duration_seconds';
       let cumulative = 0;
       for (const le of [...LATENCY_BUCKETS.map(String), '+Inf']) {
         cumulative += buckets.get(le) ?? 0;
-        x.sample(name, `${name}_bucket`, { deployment, le }, cumulative);
+        x.sample(`${name}_bucket`, { deployment, le }, cumulative, name);
       }
-      x.sample(name, `${name}_sum`, { deployment }, Number(h.lat_sum_ms ?? 0) / 1000);
-      x.sample(name, `${name}_count`, { deployment }, cumulative);
+      x.sample(`${name}_sum`, { deployment }, Number(h.lat_sum_ms ?? 0) / 1000, name);
+      x.sample(`${name}_count`, { deployment }, cumulative, name);
     }
     for (const [field, raw] of Object.entries(flags[i]!)) {
       const [flag, variant, enabled] = field.split('|');
-      x.sample('feature_flag_usage_total', 'feature_flag_usage_total', { deployment, flag: flag!, variant: variant ?? '', enabled: enabled ?? 'false' }, Number(raw));
+      x.sample('feature_flag_usage_total', { deployment, flag: flag!, variant: variant ?? '', enabled: enabled ?? 'false' }, Number(raw));
     }
   });
-  for (const b of breakers) x.sample('inference_edge_circuit_breaker_state', 'inference_edge_circuit_breaker_state', { breaker: b.id }, BREAKER_VALUE[b.state]);
-  x.sample('inference_edge_usage_buffer_events', 'inference_edge_usage_buffer_events', {}, backlog);
-  x.sample('inference_edge_inference_enabled', 'inference_edge_inference_enabled', {}, globalSwitchOff(env, killSwitch) ? 0 : 1);
+  for (const b of breakers) x.sample('inference_edge_circuit_breaker_state', { breaker: b.id }, BREAKER_VALUE[b.state]);
+  x.sample('inference_edge_usage_buffer_events', {}, backlog);
+  x.sample('inference_edge_inference_enabled', {}, globalSwitchOff(env, killSwitch) ? 0 : 1);
   return x.toString();
 }
 

@@ -181,9 +181,12 @@ describe.skipIf(!haveBrowser)('admin dashboard (headless Chromium)', () => {
     await eventually(async () => expect(await page.locator('#status').textContent()).toBe('Applied the healthcare preset.'));
     expect((await admin('GET', `/deployments/${deployment.id}/features`)).body.features).toMatchObject({ piiRedaction: true, medicalImagingEnabled: true });
 
-    // Dismissing the confirmation changes nothing.
+    // Dismissing the confirmation changes nothing (given time to, were it to send anything).
     page.once('dialog', (d) => void d.dismiss());
     await page.getByRole('button', { name: 'Turn inference off everywhere' }).click();
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await admin('GET', '/kill-switch')).body.enabled).toBe(true);
+    expect(await page.locator('#ks-state').textContent()).toBe('on');
     expect((await chat(keys.secret)).status).toBe(200);
 
     page.once('dialog', (d) => void d.accept());

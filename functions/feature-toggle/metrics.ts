@@ -1,9 +1,7 @@
 import { Hono } from 'hono';
-import { failedSecretThrottle } from '../../shared/admin-auth';
-import { constantTimeEqual } from '../../shared/api-keys';
+import { assertBearerSecret } from '../../shared/admin-auth';
 import type { AppEnv } from '../../shared/context';
 import { loadConfig } from '../../shared/env';
-import { ApiError } from '../../shared/errors';
 import { renderMetrics } from '../../shared/metrics';
 import { redisClient, redisKeys } from '../../shared/redis';
 
@@ -14,18 +12,7 @@ import { redisClient, redisKeys } from '../../shared/redis';
  */
 export const metricsRoutes = new Hono<AppEnv>().get('/metrics', async (c) => {
   const config = loadConfig(c.env);
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header('authorization') ?? '');
-  if (!m) throw new ApiError(401, 'missing_metrics_key', 'Send "Authorization: Bearer <METRICS_API_KEY>" (or the admin key).');
-  const throttle = failedSecretThrottle(c, config);
-  await throttle.assertAllowed();
-  const [metricsKey, adminKey] = await Promise.all([
-    config.METRICS_API_KEY ? constantTimeEqual(m[1]!, config.METRICS_API_KEY) : false,
-    constantTimeEqual(m[1]!, config.ADMIN_API_KEY),
-  ]);
-  if (!metricsKey && !adminKey) {
-    await throttle.recordFailure();
-    throw new ApiError(401, 'invalid_metrics_key', 'The metrics key is not valid.');
-  }
+  await assertBearerSecret(c, config, 'metrics', [config.METRICS_API_KEY, config.ADMIN_API_KEY], 'Send "Authorization: Bearer <METRICS_API_KEY>" (or the admin key).');
   const body = await renderMetrics(c.env, redisClient(config), redisKeys(config.REDIS_KEY_PREFIX));
   return c.body(body, 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store' });
 });

@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import * as z from 'zod/mini';
-import { constantTimeEqual } from '../../shared/api-keys';
+import { bearerToken, constantTimeEqual } from '../../shared/api-keys';
 import type { AppEnv } from '../../shared/context';
 import { loadConfig } from '../../shared/env';
 import { ApiError } from '../../shared/errors';
@@ -27,7 +27,7 @@ export const webhookRoutes = new Hono<AppEnv>().post('/webhooks/database', async
   if (!config.DATABASE_WEBHOOK_SECRET) {
     throw new ApiError(503, 'webhook_not_configured', 'DATABASE_WEBHOOK_SECRET is not set, so database webhooks are refused.');
   }
-  const sent = c.req.header('x-webhook-secret') ?? /^Bearer\s+(\S+)$/i.exec(c.req.header('authorization') ?? '')?.[1] ?? '';
+  const sent = c.req.header('x-webhook-secret') ?? bearerToken(c.req.header('authorization')) ?? '';
   if (!(await constantTimeEqual(sent, config.DATABASE_WEBHOOK_SECRET))) {
     throw new ApiError(401, 'invalid_webhook_secret', 'The webhook secret is not valid.');
   }
